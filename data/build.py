@@ -1,0 +1,263 @@
+"""Build a data set of webdataset shards from animated assets: glTF folders, procedural assets, Objaverse.
+
+    python -m data.build --gltf-dir ../shared/assets --procedural 12 --out shards/demo
+
+One shard per asset (all its clips and orbits), written by its own process (a Blender crash costs one
+asset) under a temporary name and renamed when complete, so a re-run skips every asset already written
+(resumable). Assets are split into train/ and val/ by a hash of their id, so an asset never lands in both
+splits and the split of an asset never changes when the data set grows. manifest.json lists every asset,
+its split, clips, captions, licence and what happened to it.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from data.assets import AssetError, Clip, asset_id_for, find_assets, list_clips
+from data.objaverse import ObjaverseUnreachable
+from data.render_blender import RenderSettings
+
+WORKER_TIMEOUT_S = 1800  # one asset: all its clips and orbits
+
+
+def split_of(asset_id: str, val_fraction: float, val_assets: frozenset[str] = frozenset()) -> str:
+    """'val' or 'train' from a hash of the asset id alone, so adding assets never moves old ones."""
+    if asset_id in val_assets:
+        return "val"
+    digest = int(hashlib.sha1(asset_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "val" if digest < val_fraction else "train"
+
+
+def stable_seed(*parts) -> int:
+    """A seed from strings and numbers that is the same in every process and run."""
+    return int(hashlib.sha1("/".join(map(str, parts)).encode()).hexdigest()[:7], 16)  # < 2**31: Cycles takes an int32
+
+
+def read_licences(folder: Path) -> dict[str, dict]:
+    """Licence and credit per file name from a LICENSES.md table with 'file', 'licence' and 'credit' columns."""
+    table = folder / "LICENSES.md"
+    if not table.is_file():
+        return {}
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.read_text().splitlines() if line.startswith("|")]
+    if not rows or "file" not in rows[0] or "licence" not in rows[0]:
+        return {}
+    head = rows[0]
+    out = {}
+    for row in rows[2:]:  # skip the header and the |---| line
+        cells = dict(zip(head, row))
+        out[cells["file"]] = {"licence": cells["licence"], "credit": cells.get("credit", ""), "source": cells.get("upstream", "")}
+    return out
+
+
+def plan_asset(path: Path, meta: dict) -> tuple[list[Clip] | None, str]:
+    """The clips of one asset, or None and the reason it is skipped."""
+    try:
+        return list_clips(path, meta), ""
+    except AssetError as err:
+        return None, str(err)
+
+
+# ----------------------------------------------------------------------------- the per-asset worker
+
+
+def render_asset(job: dict) -> dict:
+    """Render every clip and orbit of one asset and write its shard; runs in a worker process."""
+    import numpy as np
+    import torch
+
+    from data import render_blender
+    from data.objaverse import motion_check
+    from data.shards import encode_sample, sample_key, write_shard
+
+    settings = RenderSettings(**{**job["settings"], "threads": job["threads"]})
+    samples, dropped = [], []
+    for clip in job["clips"]:
+        for orbit in range(job["orbits"]):
+            seed = stable_seed(job["asset_id"], clip["index"], orbit)
+            try:
+                rendered = render_blender.render_clip(clip["path"], clip["name"], RenderSettings(**{**asdict(settings), "seed": seed}))
+            except ValueError as err:  # a clip that animates nothing or is degenerate: skip it, keep the rest
+                dropped.append({"clip": clip["name"], "reason": str(err)})
+                continue
+            front = torch.from_numpy(np.ascontiguousarray(rendered.images[0])).permute(0, 3, 1, 2).float() / 255  # [F, 4, H, W]
+            motion = motion_check(front)
+            if job["motion_filter"] and not motion.keep:  # static or broken animations teach nothing about motion
+                dropped.append({"clip": clip["name"], "reason": f"motion filter: {motion}"})
+                continue
+            meta = {
+                **clip["meta"], "asset_id": job["asset_id"], "clip": clip["name"], "clip_index": clip["index"],
+                "orbit": orbit, "caption": clip["caption"], "orbit_views": settings.views,
+                "extra_views": settings.extra_views, "fps": rendered.fps, "duration": rendered.duration,
+                "times": rendered.times.tolist(), "c2w": rendered.c2w.tolist(), "K": rendered.K.tolist(),
+                "elevations": rendered.elevations, "azimuths": rendered.azimuths, "center": rendered.center,
+                "scale": rendered.scale, "samples": settings.samples, "seed": seed, "motion": str(motion),
+            }
+            samples.append(encode_sample(sample_key(job["asset_id"], clip["index"], orbit), rendered.images, meta))
+    if samples:
+        write_shard(job["shard"], samples)
+    return {"samples": len(samples), "dropped": dropped}
+
+
+def run_worker(job: dict) -> dict:
+    """Run `render_asset(job)` in a fresh Python process; a crash or timeout becomes an error record."""
+    with tempfile.TemporaryDirectory() as tmp:
+        job_file, result_file = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        job_file.write_text(json.dumps(job))
+        env = {**os.environ, "OMP_NUM_THREADS": str(job["threads"])}
+        cmd = [sys.executable, "-m", "data.build", "worker", str(job_file), str(result_file)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S, env=env)
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {WORKER_TIMEOUT_S} s"}
+        if proc.returncode != 0 or not result_file.is_file():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            return {"error": f"worker exited with {proc.returncode}: {' | '.join(tail)}"}
+        return json.loads(result_file.read_text())
+
+
+# ----------------------------------------------------------------------------- the build
+
+
+def collect_sources(args) -> list[tuple[Path, dict]]:
+    """(file, metadata) for every asset named on the command line."""
+    sources = []
+    for folder in args.gltf_dir:
+        licences = read_licences(Path(folder))
+        sources += [(p, {"source": f"file:{p.name}", **licences.get(p.name, {})}) for p in find_assets(folder)]
+    if args.procedural:
+        from data import procedural
+
+        for path in procedural.write_assets(args.procedural, args.out / "assets" / "procedural", seed=args.seed):
+            sources.append((path, {"source": "procedural", "licence": "CC0 1.0", "credit": "zoetrope4d procedural generator"}))
+    if args.objaverse_ids:
+        from data import objaverse
+
+        entries = objaverse.read_entries(args.objaverse_ids)
+        paths = objaverse.download(entries, args.out / "assets" / "objaverse", processes=args.workers)
+        sources += [(paths[e.uid], {"caption": e.caption, "licence": e.licence, "credit": e.author, "source": e.url, "objaverse": True})
+                    for e in entries if e.uid in paths]
+    if not sources:
+        raise SystemExit("nothing to build: give --gltf-dir, --procedural N or --objaverse-ids FILE")
+    return sources
+
+
+def write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def build(args) -> dict:
+    """Render every asset not already written; returns the manifest."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    for stale in args.out.glob("*/*.tmp-*"):  # left by a killed run; never a complete shard
+        stale.unlink()
+    manifest_path = args.out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"assets": {}}
+    settings = RenderSettings(
+        views=args.views, frames=args.frames, size=args.size, extra_views=args.extra_views, fov=args.fov,
+        elevation=args.elevation, samples=args.samples, lighting=args.lighting, max_seconds=args.max_seconds,
+    )
+    manifest["settings"] = {**asdict(settings), "orbits": args.orbits}
+    val_assets = frozenset(args.val_assets)
+    threads = max(1, (os.cpu_count() or 1) // args.workers)  # Blender threads per worker process
+
+    jobs = []
+    for path, meta in collect_sources(args):
+        asset_id = asset_id_for(path)
+        split = split_of(asset_id, args.val_fraction, val_assets)
+        shard = args.out / split / f"{asset_id}.tar"
+        clips, reason = plan_asset(path, meta)
+        if clips is None:
+            tqdm.write(f"skip {path.name}: {reason}")
+            manifest["assets"][asset_id] = {"split": split, "status": "skipped", "reason": reason}
+            continue
+        clips = clips[: args.max_clips] if args.max_clips else clips
+        record = {"split": split, "shard": str(shard.relative_to(args.out)), "source": meta.get("source", ""),
+                  "licence": meta.get("licence", ""), "credit": meta.get("credit", ""),
+                  "clips": [{"name": c.name, "caption": c.caption} for c in clips]}
+        if shard.is_file():
+            manifest["assets"][asset_id] = {**manifest["assets"].get(asset_id, {}), **record, "status": "done"}
+            continue
+        clip_jobs = [{"path": str(c.path), "index": c.index, "name": c.name, "caption": c.caption, "meta": c.meta} for c in clips]
+        jobs.append(({"asset_id": asset_id, "clips": clip_jobs, "orbits": args.orbits, "shard": str(shard),
+                      "settings": asdict(settings), "threads": threads, "motion_filter": args.motion_filter == "on" or (args.motion_filter == "auto" and meta.get("objaverse", False))}, record))
+
+    with ThreadPoolExecutor(args.workers) as pool, tqdm(total=len(jobs), desc="render assets", unit="asset") as bar:
+        futures = {pool.submit(run_worker, job): (job, record, time.time()) for job, record in jobs}
+        for future in as_completed(futures):
+            job, record, start = futures[future]
+            result = future.result()
+            status = "error" if "error" in result else ("done" if result["samples"] else "empty")
+            manifest["assets"][job["asset_id"]] = {**record, **result, "status": status, "seconds": round(time.time() - start, 2)}
+            if status != "done":
+                tqdm.write(f"{job['asset_id']}: {status}: {result.get('error') or result.get('dropped')}")
+            write_json_atomic(manifest_path, manifest)  # after every asset, so a killed build keeps its record
+            bar.update()
+    write_json_atomic(manifest_path, manifest)
+    return manifest
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m data.build", description=__doc__.split("\n\n")[0])
+    p.add_argument("--gltf-dir", type=Path, action="append", default=[], help="a folder of .glb/.gltf files (repeatable)")
+    p.add_argument("--procedural", type=int, default=0, help="number of procedural assets to generate")
+    p.add_argument("--objaverse-ids", type=Path, help="a file written by `python -m data.objaverse select`")
+    p.add_argument("--out", type=Path, required=True, help="output folder: train/, val/, manifest.json")
+    p.add_argument("--views", type=int, default=4, help="orbit ring views")
+    p.add_argument("--extra-views", type=int, default=4, help="random supervision views for the reconstruction head")
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--size", type=int, default=64, help="image side in pixels")
+    p.add_argument("--fov", type=float, default=40.0)
+    p.add_argument("--elevation", type=float, default=None, help="fixed ring elevation in degrees (default: random in [-5, 30])")
+    p.add_argument("--orbits", type=int, default=1, help="orbits (camera rings) rendered per clip")
+    p.add_argument("--samples", type=int, default=8, help="Cycles samples per pixel")
+    p.add_argument("--lighting", choices=["studio", "random"], default="random")
+    p.add_argument("--max-seconds", type=float, default=4.0, help="clips are cut to their first N seconds")
+    p.add_argument("--max-clips", type=int, default=0, help="at most N clips per asset (0: all)")
+    p.add_argument("--motion-filter", choices=["auto", "on", "off"], default="auto",
+                   help="drop clips whose front view is static or broken (SSIM between frames, as Diffusion4D); "
+                        "auto: only for Objaverse, whose assets nobody curated")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--val-assets", type=lambda s: s.split(","), default=[], help="comma-separated asset ids forced into val")
+    p.add_argument("--workers", type=int, default=2, help="parallel Blender processes")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.views < 1 or args.frames < 1 or args.size < 8 or args.workers < 1:
+        p.error("--views, --frames and --workers must be positive and --size at least 8")
+    if not 0.0 <= args.val_fraction < 1.0:
+        p.error("--val-fraction must be in [0, 1)")
+    return args
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "worker":  # internal: python -m data.build worker JOB.json RESULT.json
+        result = render_asset(json.loads(Path(argv[1]).read_text()))
+        Path(argv[2]).write_text(json.dumps(result))
+        return
+    try:
+        manifest = build(parse_args(argv))
+    except (AssetError, ObjaverseUnreachable) as err:
+        raise SystemExit(f"error: {err}") from None
+    counts = {}
+    for record in manifest["assets"].values():
+        key = f"{record.get('split')}/{record['status']}"
+        counts[key] = counts.get(key, 0) + 1
+    print("assets:", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The shard sample format: one RGBA grid image plus JSON metadata, and an atomic shard writer.
+
+A sample holds `__key__` (asset/clip/orbit id), `json` (caption, provenance, cameras, times, sizes) and `png`:
+one lossless RGBA image whose rows are views and columns are frames, so a person can open it and see
+the whole clip at a glance. Shards are webdataset tar files written under a temporary name and renamed
+when complete, so a crash never leaves a half shard under the final name.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import webdataset as wds
+from PIL import Image
+
+FORMAT_VERSION = 1
+
+
+def sample_key(asset_id: str, clip_index: int, orbit: int) -> str:
+    """A webdataset key: no dots (webdataset splits extensions at the first dot)."""
+    return f"{asset_id}__c{clip_index:03d}__o{orbit:02d}".replace(".", "-")
+
+
+def images_to_grid(images: np.ndarray) -> np.ndarray:
+    """uint8 [V, F, H, W, 4] -> grid [V*H, F*W, 4]: rows are views, columns are frames."""
+    V, F, H, W, C = images.shape
+    return images.transpose(0, 2, 1, 3, 4).reshape(V * H, F * W, C)
+
+
+def grid_to_images(grid: np.ndarray, views: int, frames: int) -> np.ndarray:
+    """The inverse of `images_to_grid`: grid [V*H, F*W, C] -> [V, F, H, W, C]."""
+    rows, cols, C = grid.shape
+    if rows % views or cols % frames:
+        raise ValueError(f"a {rows}x{cols} grid does not split into {views} views x {frames} frames")
+    H, W = rows // views, cols // frames
+    return grid.reshape(views, H, frames, W, C).transpose(0, 2, 1, 3, 4)
+
+
+def encode_sample(key: str, images: np.ndarray, meta: dict) -> dict:
+    """A webdataset sample dict from uint8 images [V, F, H, W, 4] and JSON-able metadata."""
+    V, F, H, W, _ = images.shape
+    buf = io.BytesIO()
+    Image.fromarray(images_to_grid(images)).save(buf, format="PNG", compress_level=6)
+    meta = {**meta, "format_version": FORMAT_VERSION, "V": V, "F": F, "H": H, "W": W}
+    return {"__key__": key, "json": json.dumps(meta).encode(), "png": buf.getvalue()}
+
+
+def decode_sample(sample: dict) -> dict:
+    """Tensors from a raw webdataset sample (bytes under 'json' and 'png').
+
+    Returns images [V, F, 4, H, W] float in [0, 1], c2w [V, F, 4, 4], K [V, 3, 3], times [F],
+    caption (str), key (str) and meta (dict). Raises ValueError when the sample is incomplete or its
+    parts disagree, so the loader can skip it.
+    """
+    missing = {"json", "png"} - sample.keys()
+    if missing:
+        raise ValueError(f"sample {sample.get('__key__')!r} lacks {sorted(missing)}")
+    meta = json.loads(sample["json"])
+    V, F, H, W = meta["V"], meta["F"], meta["H"], meta["W"]
+    grid = np.asarray(Image.open(io.BytesIO(sample["png"])).convert("RGBA"))
+    if grid.shape != (V * H, F * W, 4):
+        raise ValueError(f"sample {sample['__key__']!r}: grid {grid.shape} does not match V={V} F={F} H={H} W={W}")
+    images = torch.from_numpy(grid_to_images(grid, V, F).copy()).permute(0, 1, 4, 2, 3)  # [V, F, 4, H, W]
+    c2w = torch.tensor(meta["c2w"], dtype=torch.float32)
+    K = torch.tensor(meta["K"], dtype=torch.float32)
+    times = torch.tensor(meta["times"], dtype=torch.float32)
+    if c2w.shape != (V, F, 4, 4) or K.shape != (V, 3, 3) or times.shape != (F,):
+        raise ValueError(f"sample {sample['__key__']!r}: camera or time shapes do not match V={V} F={F}")
+    return {
+        "images": images.float() / 255.0, "c2w": c2w, "K": K, "times": times,
+        "caption": meta["caption"], "key": sample["__key__"], "meta": meta,
+    }
+
+
+def write_shard(path: str | Path, samples: list[dict]) -> Path:
+    """Write encoded samples to a tar shard atomically: a temporary name in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with wds.TarWriter(str(tmp)) as sink:
+            for sample in samples:
+                sink.write(sample)
+        with open(tmp, "rb") as f:  # the data must be on disk before the rename makes it visible
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
