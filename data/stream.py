@@ -72,7 +72,7 @@ class Subset:
     """
 
     views: int | None = None
-    extra_views: int = 0
+    extra_views: int | None = None
     frames: int | None = None
     random: bool = True
 
@@ -90,7 +90,7 @@ def choose_subset(sample: dict, subset: Subset, rng: random.Random) -> dict:
     ring = sample["meta"].get("orbit_views", sample["images"].shape[0])
     extras = sample["images"].shape[0] - ring
     V = _pick(ring, subset.views, "ring views")
-    E = _pick(extras, subset.extra_views, "extra views") if subset.extra_views else 0
+    E = 0 if subset.extra_views == 0 else _pick(extras, subset.extra_views, "extra views")
     F_all = sample["images"].shape[1]
     F = _pick(F_all, subset.frames, "frames")
 

@@ -1,0 +1,76 @@
+"""Contact sheet of shards: one labelled RGBA grid (rows = views, columns = frames) per sample, for people.
+
+    python -m data.preview shards/demo/train --out previews/demo.png --max-samples 12
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import webdataset as wds
+from PIL import Image, ImageDraw
+
+from data.shards import decode_sample, images_to_grid
+from data.stream import resolve_shards
+
+LABEL_HEIGHT = 14
+GAP = 6
+
+
+def _checker(height: int, width: int, cell: int = 8) -> np.ndarray:
+    """A light grey checkerboard [H, W, 3] uint8, so transparent pixels read as background."""
+    yy, xx = np.mgrid[:height, :width]
+    return np.where(((yy // cell + xx // cell) % 2)[..., None] == 0, 235, 205).astype(np.uint8).repeat(3, -1)
+
+
+def sample_tile(sample: dict) -> Image.Image:
+    """A decoded sample's RGBA grid composited over a checkerboard, with its caption and key above it."""
+    images = (sample["images"].permute(0, 1, 3, 4, 2).numpy() * 255).round().astype(np.uint8)  # [V, F, H, W, 4]
+    grid = images_to_grid(images).astype(np.float32)  # [V*H, F*W, 4]
+    alpha = grid[..., 3:] / 255
+    rgb = grid[..., :3] * alpha + _checker(*grid.shape[:2]) * (1 - alpha)
+    tile = Image.new("RGB", (grid.shape[1], grid.shape[0] + LABEL_HEIGHT), "white")
+    tile.paste(Image.fromarray(rgb.round().astype(np.uint8)), (0, LABEL_HEIGHT))
+    ImageDraw.Draw(tile).text((2, 1), f"{sample['caption']}  [{sample['key']}]", fill="black")
+    return tile
+
+
+def contact_sheet(shards, max_samples: int = 12, columns: int = 2) -> Image.Image:
+    """Tiles of the first `max_samples` samples of `shards`, laid out in `columns` columns."""
+    tiles = []
+    for raw in wds.WebDataset(resolve_shards(shards), shardshuffle=False, empty_check=False):
+        tiles.append(sample_tile(decode_sample(raw)))
+        if len(tiles) == max_samples:
+            break
+    if not tiles:
+        raise ValueError(f"no samples in {shards!r}")
+    tile_w, tile_h = max(t.width for t in tiles), max(t.height for t in tiles)
+    rows = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (columns * (tile_w + GAP) - GAP, rows * (tile_h + GAP) - GAP), "white")
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile, ((i % columns) * (tile_w + GAP), (i // columns) * (tile_h + GAP)))
+    return sheet
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m data.preview", description=__doc__.split("\n\n")[0])
+    p.add_argument("shards", nargs="+", help="shard folder(s), brace pattern(s) or .tar files")
+    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    p.add_argument("--max-samples", type=int, default=12)
+    p.add_argument("--columns", type=int, default=2)
+    args = p.parse_args(argv)
+    try:
+        sheet = contact_sheet(args.shards, args.max_samples, args.columns)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.tmp-{os.getpid()}.png")
+    sheet.save(tmp)
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out} ({sheet.width}x{sheet.height}, {args.max_samples} samples at most)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Shared fixtures: a small real data set rendered once per test session from ../shared/assets."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ASSETS = Path(__file__).resolve().parents[2] / "shared" / "assets"
+DEMO_FILES = ["CesiumMan.glb", "BoxAnimated.glb", "AnimatedMorphCube.glb", "QuaterniusWolf.glb"]
+
+
+def shared_asset(name: str) -> Path:
+    """A file of ../shared/assets; skips the test where the folder is not beside the checkout."""
+    path = ASSETS / name
+    if not path.is_file():
+        pytest.skip(f"{path} not found: tests need ../shared beside the checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_shards(tmp_path_factory) -> Path:
+    """A data set built by `python -m data.build` from four real assets (one clip each, 4 ring views +
+    2 extra views, 4 frames, 32x32): train/ holds three assets, val/ holds QuaterniusWolf."""
+    pytest.importorskip("bpy")
+    from data import build
+
+    out = tmp_path_factory.mktemp("shards")
+    src = out / "src"  # the source files, kept so tests can rebuild
+    src.mkdir()
+    for name in DEMO_FILES + ["LICENSES.md"]:
+        shutil.copy(shared_asset(name), src / name)
+    build.main([
+        "--gltf-dir", str(src), "--out", str(out), "--views", "4", "--extra-views", "2", "--frames", "4",
+        "--size", "32", "--samples", "4", "--max-clips", "1", "--val-fraction", "0", "--val-assets", "QuaterniusWolf",
+        "--elevation", "10", "--workers", "2",
+    ])
+    return out
