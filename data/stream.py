@@ -154,26 +154,27 @@ def make_dataset(
     partial: keep a last, smaller batch.
     """
     urls = resolve_shards(shards)
-    dataset = wds.WebDataset(
-        urls,
-        resampled=resampled,
-        shardshuffle=(shuffle > 0 and not resampled) and len(urls),  # an int: shuffle buffer over shard names
-        nodesplitter=None if resampled else wds.split_by_node,
-        workersplitter=wds.split_by_worker,
-        empty_check=False,  # workers may outnumber shards
-        handler=SKIPPED,
-        seed=seed,
-    )
+    if resampled:  # seeded per node and worker (webdataset's WebDataset(resampled=True) is not seeded)
+        stages = [wds.ResampledShards(urls, seed=seed, deterministic=True)]
+    else:
+        stages = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
+        if shuffle > 0:
+            stages.append(wds.shuffle(len(urls), initial=len(urls), seed=seed))  # shard order
+    stages.append(wds.tarfile_to_samples(handler=SKIPPED))
     if shuffle > 0:
-        dataset = dataset.shuffle(shuffle, seed=seed)
-    return (
-        dataset.map(decode_sample, handler=SKIPPED)
-        .map(_SubsetChooser(subset, seed), handler=SKIPPED)
-        .batched(batch_size, collation_fn=collate, partial=partial)
-    )
+        stages.append(wds.shuffle(shuffle, seed=seed))  # sample order
+    stages += [
+        wds.map(decode_sample, handler=SKIPPED),
+        wds.map(_SubsetChooser(subset, seed), handler=SKIPPED),
+        wds.batched(batch_size, collation_fn=collate, partial=partial),
+    ]
+    return wds.DataPipeline(*stages)
 
 
 def make_loader(shards, batch_size: int, num_workers: int = 0, **kwargs) -> wds.WebLoader:
     """A `WebLoader` over `make_dataset(shards, batch_size, **kwargs)`; batching happens in the workers."""
     dataset = make_dataset(shards, batch_size, **kwargs)
-    return wds.WebLoader(dataset, batch_size=None, num_workers=num_workers, persistent_workers=num_workers > 0)
+    # A generator of its own: a DataLoader draws a seed at every new iterator, which would otherwise shift the
+    # global torch RNG (and make a resumed run differ from an uninterrupted one).
+    generator = torch.Generator().manual_seed(kwargs.get("seed", 0))
+    return wds.WebLoader(dataset, batch_size=None, num_workers=num_workers, persistent_workers=num_workers > 0, generator=generator)

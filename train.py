@@ -1,0 +1,444 @@
+"""One training entry point for both stages, on accelerate: one CPU process, two CPU processes, N GPUs.
+
+    python train.py diffusion --preset tiny --data shards/demo/train --val-data shards/demo/val --out runs/dit
+    python train.py recon --preset cpu-small --data shards/demo/train --out runs/recon --steps 2000
+    accelerate launch --config_file configs/accelerate/8gpu.yaml train.py diffusion --preset base ...
+
+Every option is on the command line (`python train.py diffusion --help`); a preset sets the model size and
+the training defaults, options override them. Data stream from webdataset shards split by node and worker
+in webdataset, never through `accelerator.prepare` (which would split them again and drop data).
+Checkpoints (`save_state`: weights, optimiser, LR schedule, EMA, RNG) are written to a temporary folder and
+renamed, the last `keep_last` kept; `--resume latest` continues exactly where the last one stopped.
+The EMA weights are exported with `save_pretrained` to OUT/model, the folder infer.py loads.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from diffusers.training_utils import EMAModel
+from PIL import Image
+from tqdm import tqdm
+
+from data.stream import Subset, make_loader, resolve_shards
+
+STAGES = ("diffusion", "recon")
+
+
+@dataclass
+class TrainConfig:
+    """Training options. Model sizes come from the preset; everything else is set here."""
+
+    preset: str = "tiny"  # model preset: tiny (tests), cpu-small (the shipped default), base (GPU nodes)
+    data: str = "shards/demo/train"  # training shards: a folder of .tar files, a brace pattern or a glob
+    val_data: str = ""  # held-out shards for validation (empty: no validation)
+    out: str = "runs/default"  # run folder: checkpoints/, model/, samples/, logs
+    steps: int = 1000  # optimiser steps
+    batch_size: int = 4  # samples per process per micro-batch
+    grad_accum: int = 1  # micro-batches per optimiser step
+    lr: float = 3e-4  # peak learning rate
+    warmup: int = 100  # linear warm-up steps
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    weight_decay: float = 0.01
+    clip: float = 1.0  # gradient-norm clipping
+    mixed_precision: str = "auto"  # no | bf16 | fp16 | auto (bf16 where the GPU has it, else no)
+    grad_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
+    ema_decay: float = 0.999
+    views: int = 0  # ring views per sample (0: the preset's)
+    extra_views: int = 0  # extra supervision views per sample (recon stage)
+    frames: int = 0  # frames per sample (0: the preset's)
+    num_workers: int = 2  # data loader workers per process
+    resampled: bool = True  # draw shards with replacement (off: each process reads its own shards in turn)
+    save_every: int = 500  # checkpoint every N steps (and at the end)
+    keep_last: int = 3  # checkpoints kept
+    val_every: int = 500  # validation every N steps
+    sample_every: int = 500  # write a sample grid / render comparison every N steps
+    log_every: int = 10  # metrics to TensorBoard and metrics.jsonl every N steps
+    max_nonfinite: int = 20  # stop after this many non-finite losses in a row
+    resume: str = ""  # "", "latest", or a checkpoint folder
+    stop_at: int = 0  # stop at this step after saving a checkpoint (to fit a job's time slot); 0: run to --steps
+    seed: int = 0
+    record_keys: bool = False  # write the sample keys each process trains on to OUT/keys-rank<R>.txt
+
+
+# Training defaults of each preset (a model preset of the same name sets the sizes).
+TRAIN_PRESETS: dict[str, dict] = {
+    "tiny": dict(steps=20, batch_size=2, lr=1e-3, warmup=2, save_every=10, val_every=10, sample_every=10, log_every=1, num_workers=0),
+    "cpu-small": dict(steps=3000, batch_size=4, lr=3e-4, warmup=100, save_every=250, val_every=250, sample_every=250),
+    "base": dict(steps=60000, batch_size=4, lr=1e-4, warmup=1000, save_every=2000, val_every=2000, sample_every=2000, num_workers=8),
+}
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine decay to `min_ratio` at `total` steps."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def parse_args(argv: list[str]) -> tuple[str, TrainConfig]:
+    """`STAGE [--preset NAME] [options]` -> (stage, config with the preset's defaults under the options)."""
+    import tyro
+
+    if not argv or argv[0] not in STAGES:
+        raise SystemExit(f"usage: python train.py {{{','.join(STAGES)}}} [--preset NAME] [options]; see --help of a stage")
+    stage, rest = argv[0], argv[1:]
+    preset = next((rest[i + 1] for i, a in enumerate(rest[:-1]) if a == "--preset"), "tiny")
+    if preset not in TRAIN_PRESETS:
+        raise SystemExit(f"unknown preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
+    default = TrainConfig(preset=preset, **TRAIN_PRESETS[preset])
+    return stage, tyro.cli(TrainConfig, default=default, args=rest, prog=f"train.py {stage}")
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def checkpoints(out: Path) -> list[Path]:
+    """Complete checkpoints in `out`, oldest first (a folder appears under its final name only when complete)."""
+    return sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+
+
+def save_checkpoint(accelerator: Accelerator, out: Path, step: int, state: dict, keep_last: int) -> Path:
+    """`save_state` into a temporary folder, then rename: a crash mid-write leaves the previous checkpoint intact."""
+    final = out / "checkpoints" / f"step-{step:07d}"
+    tmp = out / "checkpoints" / f".tmp-step-{step:07d}"
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / "train_state.json").write_text(json.dumps(state, indent=1))
+        tmp.rename(final)
+        for old in checkpoints(out)[:-keep_last]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def find_resume(resume: str, out: Path) -> Path | None:
+    """The checkpoint folder `--resume` names; SystemExit with a clear message when there is none."""
+    if not resume:
+        return None
+    if resume == "latest":
+        found = checkpoints(out)
+        if not found:
+            raise SystemExit(f"--resume latest: {out / 'checkpoints'} holds no complete checkpoint")
+        return found[-1]
+    path = Path(resume)
+    if not (path / "train_state.json").is_file():
+        raise SystemExit(f"--resume {resume}: not a checkpoint folder (no train_state.json)")
+    return path
+
+
+MODEL_FIELDS = ("preset", "views", "extra_views", "frames")  # options a checkpoint's weights and data depend on
+
+
+def check_compatible(saved: dict, stage: str, cfg: TrainConfig) -> None:
+    """SystemExit when a checkpoint was made by another stage or model configuration."""
+    current = {"stage": stage, **{k: getattr(cfg, k) for k in MODEL_FIELDS}}
+    before = {"stage": saved["stage"], **{k: saved["config"][k] for k in MODEL_FIELDS}}
+    if current != before:
+        diff = {k: (before[k], current[k]) for k in current if current[k] != before[k]}
+        raise SystemExit(f"the checkpoint does not match this configuration (saved, now): {diff}")
+
+
+# ----------------------------------------------------------------------------- the two stages
+
+
+def grid_image(rows: torch.Tensor) -> Image.Image:
+    """Images [R, C, 3, H, W] in [0, 1] -> one PNG-ready grid, rows by columns."""
+    R, C, _, H, W = rows.shape
+    grid = rows.permute(0, 3, 1, 4, 2).reshape(R * H, C * W, 3)  # [R*H, C*W, 3]
+    return Image.fromarray((grid.clamp(0, 1) * 255).round().byte().cpu().numpy())
+
+
+class DiffusionStage:
+    """The multiview-video diffusion model: flow-matching loss, sample grids, pipeline export."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        from model.diffusion import Objective
+        from model.pipeline import PipelineDefaults
+        from model.presets import build_dit, build_scheduler, get_preset
+        from model.text import TextEncoder
+
+        grid = get_preset(cfg.preset).grid
+        views, frames = cfg.views or grid.num_views, cfg.frames or grid.num_frames
+        self.preset = cfg.preset
+        self.text_encoder = TextEncoder().to(device)
+        self.model = build_dit(cfg.preset, text_dim=self.text_encoder.dim)
+        self.scheduler = build_scheduler(cfg.preset)  # training state: never set_timesteps on this one
+        self.objective = Objective()
+        self.null_text = self.text_encoder([""])  # [1, L, D_text]
+        self.subset = Subset(views=views, extra_views=0, frames=frames)
+        self.defaults = PipelineDefaults(num_views=views, num_frames=frames, height=grid.height, width=grid.width)
+
+    def loss(self, model, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        from model.diffusion import diffusion_loss
+
+        text = self.text_encoder(batch["caption"])  # [B, L, D_text]
+        return diffusion_loss(model, self.scheduler, batch, text, self.null_text, self.objective, generator), {}
+
+    def pipeline(self, model):
+        from model.pipeline import MultiViewVideoPipeline
+        from model.presets import build_scheduler
+
+        return MultiViewVideoPipeline(model, build_scheduler(self.preset), self.text_encoder, self.defaults)
+
+    def preview(self, model, batch: dict, path: Path) -> None:
+        """Generated views x frames for the batch's first caption (text-to-4D), above the ground truth."""
+        H, W = batch["images"].shape[-2:]
+        out = self.pipeline(model)(batch["caption"][0], height=H, width=W, num_inference_steps=10, progress=False,
+                                   generator=torch.Generator().manual_seed(0))
+        rgba = batch["images"][0].cpu()  # [V, F, 4, H, W]
+        truth = rgba[:, :, :3] * rgba[:, :, 3:] + (1 - rgba[:, :, 3:])  # [V, F, 3, H, W] over white
+        grid_image(torch.cat([out.images, truth])).save(path)
+
+    def export(self, model, path: Path) -> None:
+        self.pipeline(model).save_pretrained(path)
+
+
+class ReconStage:
+    """The 4D Gaussian head: photometric loss at input and supervision views, render comparisons, export."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        from recon.head import build_head
+
+        self.views = cfg.views or 4
+        self.model = build_head(cfg.preset)
+        self.subset = Subset(views=self.views, extra_views=cfg.extra_views, frames=cfg.frames or None)
+
+    def loss(self, model, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        from recon.losses import recon_loss
+
+        return recon_loss(model, batch, num_input_views=self.views)
+
+    def preview(self, model, batch: dict, path: Path) -> None:
+        """Renders of the predicted Gaussians at every view of frame 0 (top) above the ground truth (bottom)."""
+        from recon.losses import composite
+        from recon.render import render
+
+        images, c2w, K = batch["images"][:1], batch["c2w"][:1], batch["K"][:1]  # [1, V, F, ...]
+        H, W = images.shape[-2:]
+        gaussians = model(composite(images[:, : self.views], 1.0), c2w[:, : self.views], K[:, : self.views])  # [1, F, N]
+        first = gaussians.map(lambda t: t[:, :1])  # [1, 1, N]
+        rendered = render(first, c2w[:, None, :, 0], K[:, None], H, W, 1.0).rgb[0, 0]  # [V, 3, H, W]
+        grid_image(torch.stack([rendered.cpu(), composite(images[0, :, 0], 1.0).cpu()])).save(path)
+
+    def export(self, model, path: Path) -> None:
+        model.save_pretrained(path)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def forever(loader):
+    """Batches from `loader`, pass after pass; SystemExit if a pass yields nothing (no data for this process)."""
+    while True:
+        count = 0
+        for batch in loader:
+            count += 1
+            yield batch
+        if count == 0:
+            raise SystemExit("the data loader yielded no batch: fewer shards than processes, or every sample was corrupt")
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def make_accelerator(cfg: TrainConfig, out: Path) -> Accelerator:
+    precision = cfg.mixed_precision
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return Accelerator(
+        gradient_accumulation_steps=cfg.grad_accum, mixed_precision=precision, cpu=not torch.cuda.is_available(),
+        log_with="tensorboard", project_dir=str(out),
+    )
+
+
+@torch.no_grad()
+def validate(stage, model, cfg: TrainConfig, accelerator: Accelerator) -> float:
+    """Mean loss over one pass of the held-out shards (split between processes), with fixed noise."""
+    loader = make_loader(cfg.val_data, cfg.batch_size, num_workers=0, shuffle=0,
+                         subset=dataclasses.replace(stage.subset, random=False))
+    generator = torch.Generator(accelerator.device).manual_seed(cfg.seed)
+    total = torch.zeros(2, device=accelerator.device)  # [sum of losses, batches]
+    model.eval()
+    for batch in loader:
+        total += torch.stack([stage.loss(model, to_device(batch, accelerator.device), generator)[0].float(), total.new_ones(())])
+    model.train()
+    total = accelerator.reduce(total, "sum")
+    return (total[0] / total[1].clamp(min=1)).item()
+
+
+def train(stage_name: str, cfg: TrainConfig) -> dict:
+    """Train one stage; returns the last logged metrics."""
+    out = Path(cfg.out)
+    accelerator = make_accelerator(cfg, out)
+    resume_from = find_resume(cfg.resume, out)
+    if resume_from is not None:
+        check_compatible(json.loads((resume_from / "train_state.json").read_text()), stage_name, cfg)
+    resolve_shards(cfg.data)  # a clear error now, not inside a worker
+    set_seed(cfg.seed, device_specific=True)
+    stage = (DiffusionStage if stage_name == "diffusion" else ReconStage)(cfg, accelerator.device)
+    model = stage.model
+    if cfg.grad_checkpointing:
+        model.enable_gradient_checkpointing()
+    ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.warmup, cfg.steps, cfg.min_lr_ratio))
+    model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
+    ema.to(accelerator.device)
+    accelerator.register_for_checkpointing(ema)
+
+    step = 0
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        step = json.loads((resume_from / "train_state.json").read_text())["step"]
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "samples").mkdir(exist_ok=True)
+        (out / "config.json").write_text(json.dumps({"stage": stage_name, **dataclasses.asdict(cfg)}, indent=1))
+    accelerator.init_trackers("train", config={k: str(v) for k, v in dataclasses.asdict(cfg).items()})
+
+    # The stream restarts at a resume; skipping the batches already used makes the resumed run see what an
+    # uninterrupted one would (exact resume, at the cost of decoding them again).
+    loader = make_loader(cfg.data, cfg.batch_size, num_workers=cfg.num_workers, subset=stage.subset,
+                         resampled=cfg.resampled, seed=cfg.seed + accelerator.process_index)
+    batches = forever(loader)
+    state = {"stage": stage_name, "step": step, "batches": 0, "nonfinite": 0}
+    if resume_from is not None:
+        state = json.loads((resume_from / "train_state.json").read_text())
+    for _ in range(state["batches"]):
+        next(batches)
+
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {stage_name}", disable=not accelerator.is_main_process)
+    window, in_row, last, clock = [], 0, {}, time.perf_counter()
+    step_ok = True
+    while step < cfg.steps:
+        batch = to_device(next(batches), accelerator.device)
+        state["batches"] += 1
+        if cfg.record_keys:
+            with open(out / f"keys-rank{accelerator.process_index}.txt", "a") as f:
+                f.write("".join(f"{step} {k}\n" for k in batch["key"]))
+        with accelerator.accumulate(model):
+            loss, _ = stage.loss(model, batch)
+            finite = all_finite(accelerator, loss)  # every process agrees, so none waits alone in a collective
+            if finite:
+                accelerator.backward(loss)
+                window.append(loss.item())
+            step_ok &= finite
+            if accelerator.sync_gradients:
+                if step_ok:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.clip)
+                    optimizer.step()
+                    schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+        if not accelerator.sync_gradients:
+            continue
+        if not step_ok:
+            state["nonfinite"] += 1
+            in_row += 1
+            step_ok = True
+            if in_row >= cfg.max_nonfinite:
+                good = checkpoints(out)
+                raise SystemExit(f"stopping: {in_row} non-finite losses in a row at step {step}; "
+                                 f"last good checkpoint: {good[-1] if good else 'none'} (untouched)")
+            continue
+        in_row, step = 0, step + 1
+        ema.step(accelerator.unwrap_model(model).parameters())
+        state["step"] = step
+        bar.update()
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            last = log_metrics(accelerator, out, step, window, schedule, cfg, state, clock)
+            bar.set_postfix(loss=f"{last['loss']:.4f}", samples_s=f"{last['samples_per_s']:.1f}")
+            window, clock = [], time.perf_counter()
+        if cfg.val_data and (step % cfg.val_every == 0 or step == cfg.steps):
+            with ema_weights(ema, accelerator.unwrap_model(model)):
+                last["val_loss"] = validate(stage, model, cfg, accelerator)
+            accelerator.log({"val_loss": last["val_loss"]}, step=step)
+            bar.write(f"step {step}: val loss {last['val_loss']:.4f}")
+        if step % cfg.sample_every == 0 and accelerator.is_main_process:
+            with ema_weights(ema, accelerator.unwrap_model(model)):
+                stage.preview(accelerator.unwrap_model(model), batch, out / "samples" / f"step-{step:07d}.png")
+        if step % cfg.save_every == 0 or step in (cfg.steps, cfg.stop_at):
+            save_checkpoint(accelerator, out, step, {**state, "config": dataclasses.asdict(cfg)}, cfg.keep_last)
+        if step == cfg.stop_at:
+            bar.write(f"stopped at step {step} (--stop-at); continue with --resume latest")
+            accelerator.end_training()
+            return last
+    bar.close()
+    export_ema(stage, ema, accelerator, out, stage_name, cfg)
+    accelerator.end_training()
+    return last
+
+
+def all_finite(accelerator: Accelerator, loss: torch.Tensor) -> bool:
+    """Whether the loss is finite on every process."""
+    flag = torch.isfinite(loss.detach()).float().reshape(1)
+    return bool(accelerator.gather(flag).min() > 0)
+
+
+class ema_weights:
+    """Context manager: the model holds the EMA weights inside, its own weights again after."""
+
+    def __init__(self, ema: EMAModel, model: torch.nn.Module):
+        self.ema, self.params = ema, list(model.parameters())
+
+    def __enter__(self):
+        self.ema.store(self.params)
+        self.ema.copy_to(self.params)
+
+    def __exit__(self, *exc):
+        self.ema.restore(self.params)
+
+
+def log_metrics(accelerator, out: Path, step: int, window: list, schedule, cfg: TrainConfig, state: dict, clock: float) -> dict:
+    """Mean loss since the last log, learning rate and throughput, to TensorBoard and OUT/metrics.jsonl."""
+    seconds = time.perf_counter() - clock
+    samples = cfg.log_every * cfg.grad_accum * cfg.batch_size * accelerator.num_processes
+    metrics = {"step": step, "loss": float(np.mean(window)) if window else float("nan"), "lr": schedule.get_last_lr()[0],
+               "samples_per_s": samples / max(seconds, 1e-9), "nonfinite": state["nonfinite"]}
+    accelerator.log(metrics, step=step)
+    if accelerator.is_main_process:
+        with open(out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+    return metrics
+
+
+def export_ema(stage, ema: EMAModel, accelerator: Accelerator, out: Path, stage_name: str, cfg: TrainConfig) -> None:
+    """Save the EMA weights with save_pretrained to OUT/model (temporary folder, then rename), config beside them."""
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return
+    model = copy.deepcopy(accelerator.unwrap_model(stage.model))
+    ema.copy_to(model.parameters())
+    tmp, final = out / ".model-tmp", out / "model"
+    shutil.rmtree(tmp, ignore_errors=True)
+    stage.export(model, tmp)
+    (tmp / "train_config.json").write_text(json.dumps({"stage": stage_name, **dataclasses.asdict(cfg)}, indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+
+
+def main(argv: list[str] | None = None) -> None:
+    stage, cfg = parse_args(sys.argv[1:] if argv is None else argv)
+    last = train(stage, cfg)
+    print(json.dumps(last))
+
+
+if __name__ == "__main__":
+    main()
