@@ -1,0 +1,182 @@
+"""Generation pipeline: prompt (+ optional image or video for view 0) -> a grid of views x frames, with its cameras.
+
+A plain class with diffusers' conventions (components as attributes, `__call__`, `to`, `save_pretrained` /
+`from_pretrained`, a tqdm progress bar) rather than a DiffusionPipeline subclass: the latter would save the 90 MB
+text encoder into every folder and resolve components by import path. A saved pipeline is
+
+    folder/transformer/   config.json + diffusion_pytorch_model.safetensors (MultiViewVideoDiT)
+    folder/scheduler/     scheduler_config.json (FlowMatchEulerDiscreteScheduler)
+    folder/pipeline.json  the text encoder's reference (local path, or null for the packaged default) and defaults
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
+from tqdm.auto import tqdm
+
+from data.cameras import fit_distance, intrinsics_from_fov, orbit_c2w, ring_azimuths
+from model.diffusion import Task, condition_mask, from_model_rgb, sample_noise
+from model.dit import MultiViewVideoDiT
+from model.text import TextEncoder
+
+
+@dataclass
+class Generation:
+    """What the pipeline returns (cameras in data.cameras' conventions)."""
+
+    images: torch.Tensor  # [V, F, 3, H, W] in [0, 1]
+    c2w: torch.Tensor  # [V, F, 4, 4] OpenCV camera-to-world
+    K: torch.Tensor  # [V, 3, 3] normalised intrinsics
+    times: torch.Tensor  # [F] in [0, 1]
+
+
+@dataclass
+class PipelineDefaults:
+    """Saved with the pipeline: what a call uses when not told otherwise. Match the renders the model learnt from."""
+
+    num_views: int = 4
+    num_frames: int = 8
+    height: int = 64
+    width: int = 64
+    fov_deg: float = 40.0  # horizontal field of view; the camera distance follows from data.cameras.fit_distance
+    shared_noise: float = 0.0  # as in training (model.diffusion.Objective.shared_noise)
+
+
+class MultiViewVideoPipeline:
+    """Text-, image- or video-to-multiview-video with classifier-free guidance and flow-matching Euler sampling."""
+
+    def __init__(
+        self,
+        transformer: MultiViewVideoDiT,
+        scheduler: FlowMatchEulerDiscreteScheduler,
+        text_encoder: TextEncoder,
+        defaults: PipelineDefaults | None = None,
+    ):
+        if text_encoder.dim != transformer.config.text_dim:
+            raise ValueError(f"text encoder is {text_encoder.dim} wide but the transformer expects {transformer.config.text_dim}")
+        self.transformer, self.scheduler, self.text_encoder = transformer, scheduler, text_encoder
+        self.defaults = defaults or PipelineDefaults()
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.device
+
+    def to(self, device: torch.device | str) -> MultiViewVideoPipeline:
+        self.transformer.to(device)
+        self.text_encoder.to(device)
+        return self
+
+    @staticmethod
+    def cameras(
+        num_views: int, num_frames: int, height: int, width: int, elevation: float, fov_deg: float, distance: float | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Orbit cameras c2w [V, F, 4, 4], K [V, 3, 3] at one elevation (degrees), view 0 at azimuth 0 (the front)."""
+        distance = fit_distance(fov_deg) if distance is None else distance
+        c2w = orbit_c2w(torch.full((num_views,), float(elevation)), ring_azimuths(num_views), distance, num_frames)
+        return c2w, intrinsics_from_fov(fov_deg, aspect=width / height).expand(num_views, 3, 3).clone()
+
+    def _condition(self, image, video, num_views, num_frames, height, width) -> tuple[torch.Tensor, torch.Tensor]:
+        """Conditioning RGB [1, V, F, 3, H, W] in [-1, 1] and given-mask [1, V, F] from an optional image or video."""
+        if image is not None and video is not None:
+            raise ValueError("give an image or a video, not both")
+        if video is not None and tuple(video.shape) != (num_frames, 3, height, width):
+            raise ValueError(f"video has shape {tuple(video.shape)}, expected [F, 3, H, W] = {(num_frames, 3, height, width)}")
+        if image is not None and tuple(image.shape) != (3, height, width):
+            raise ValueError(f"image has shape {tuple(image.shape)}, expected [3, H, W] = {(3, height, width)}")
+        task = Task.VIDEO if video is not None else Task.IMAGE if image is not None else Task.TEXT
+        given = condition_mask(torch.tensor([task]), num_views, num_frames)  # [1, V, F]
+        cond = torch.zeros(1, num_views, num_frames, 3, height, width)
+        if task != Task.TEXT:
+            frames = video if video is not None else image[None]  # [F or 1, 3, H, W]
+            cond[0, 0, : len(frames)] = frames.float().cpu() * 2 - 1
+        return cond.to(self.device, self.transformer.dtype), given.to(self.device)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str,
+        image: torch.Tensor | None = None,
+        video: torch.Tensor | None = None,
+        *,
+        num_views: int | None = None,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        elevation: float = 0.0,
+        fov_deg: float | None = None,
+        distance: float | None = None,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 3.0,
+        generator: torch.Generator | None = None,
+        progress: bool = True,
+    ) -> Generation:
+        """Generate a grid of views x frames of an object.
+
+        prompt: non-empty text. image: [3, H, W] in [0, 1], view 0 frame 0 (image-to-4D); video: [F, 3, H, W] in
+        [0, 1], view 0 (video-to-4D); given frames come back unchanged. Views sit on a ring at `elevation` degrees,
+        view 0 at azimuth 0; distance defaults to the one at which the normalised object fits the field of view.
+        guidance_scale 1 skips the unconditional pass. progress=False hides the progress bar.
+        """
+        if not prompt or not prompt.strip():
+            raise ValueError("prompt is empty; describe the object (the empty prompt is the unconditional branch)")
+        asked = dict(num_views=num_views, num_frames=num_frames, height=height, width=width, fov_deg=fov_deg)
+        d = replace(self.defaults, **{k: v for k, v in asked.items() if v is not None})
+        V, F, H, W = d.num_views, d.num_frames, d.height, d.width
+        c2w, K = self.cameras(V, F, H, W, elevation, d.fov_deg, distance)  # [V, F, 4, 4], [V, 3, 3]
+        times = torch.linspace(0, 1, F)  # [F]
+        cond, given = self._condition(image, video, V, F, H, W)  # [1, V, F, 3, H, W], [1, V, F]
+        text = self.text_encoder([prompt, ""] if guidance_scale != 1.0 else [prompt])  # [G, L, D_text], G = 2 guided
+        G = len(text.states)
+        conditioning = dict(
+            cond_images=cond.expand(G, -1, -1, -1, -1, -1), cond_mask=given.expand(G, -1, -1),
+            c2w=c2w[None].expand(G, -1, -1, -1, -1).to(self.device), K=K[None].expand(G, -1, -1, -1).to(self.device),
+            times=times[None].expand(G, -1).to(self.device), text_states=text.states, text_mask=text.mask,
+        )  # each [G, ...]
+        noise = sample_noise((1, V, F, 3, H, W), d.shared_noise, generator, self.device, self.transformer.dtype)
+        x = self._denoise(noise, cond, given, conditioning, guidance_scale, num_inference_steps, progress)  # [1, V, F, 3, H, W]
+        return Generation(from_model_rgb(x[0].float()).cpu(), c2w, K, times)
+
+    def _denoise(self, x, cond, given, conditioning, guidance_scale, num_inference_steps, progress) -> torch.Tensor:
+        """Euler steps of the flow from noise x [1, V, F, 3, H, W] to images, the given frames held at cond.
+
+        cond: [1, V, F, 3, H, W]; given: bool [1, V, F]; conditioning: the model's other inputs for G = 1 (no
+        guidance) or 2 (prompt, empty prompt) rows. Guidance: v = v_empty + scale * (v_prompt - v_empty).
+        """
+        keep = given[..., None, None, None]  # [1, V, F, 1, 1, 1]
+        G = len(conditioning["text_states"])
+        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        for t in tqdm(self.scheduler.timesteps, disable=not progress, desc="denoising"):
+            x = torch.where(keep, cond, x)  # [1, V, F, 3, H, W], given frames clean as in training
+            velocity = self.transformer(x.expand(G, -1, -1, -1, -1, -1), t.expand(G), **conditioning)  # [G, V, F, 3, H, W]
+            if G == 2:
+                velocity = velocity[1:] + guidance_scale * (velocity[:1] - velocity[1:])  # [1, V, F, 3, H, W]
+            x = self.scheduler.step(velocity, t, x).prev_sample  # [1, V, F, 3, H, W]
+        return torch.where(keep, cond, x)  # [1, V, F, 3, H, W]
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Write transformer/, scheduler/ and pipeline.json (the text encoder is referenced, not copied)."""
+        path = Path(path)
+        self.transformer.save_pretrained(path / "transformer")
+        self.scheduler.save_pretrained(path / "scheduler")
+        meta = {"text_encoder": self.text_encoder.path, "text_max_length": self.text_encoder.max_length, **asdict(self.defaults)}
+        (path / "pipeline.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, text_encoder: TextEncoder | None = None) -> MultiViewVideoPipeline:
+        """Load a folder written by save_pretrained; text_encoder overrides the referenced one (e.g. one already loaded)."""
+        path = Path(path)
+        if not (path / "pipeline.json").is_file():
+            raise ValueError(f"{str(path)!r} is not a saved pipeline (no pipeline.json)")
+        meta = json.loads((path / "pipeline.json").read_text())
+        encoder_path, max_length = meta.pop("text_encoder"), meta.pop("text_max_length")
+        return cls(
+            MultiViewVideoDiT.from_pretrained(path / "transformer"),
+            FlowMatchEulerDiscreteScheduler.from_pretrained(path / "scheduler"),
+            text_encoder or TextEncoder(encoder_path, max_length=max_length),
+            PipelineDefaults(**meta),
+        )

@@ -1,0 +1,96 @@
+"""MultiViewVideoPipeline: determinism, conditioning frames kept, cameras, save/load round trip, bad input."""
+import json
+
+import pytest
+import torch
+
+from data.cameras import fit_distance, intrinsics_from_fov, orbit_c2w, ring_azimuths
+from model.pipeline import MultiViewVideoPipeline, PipelineDefaults
+from model.presets import build_dit, build_scheduler, get_preset
+from model.text import TextEncoder
+from test_model import one_thread, randomize_  # noqa: F401  (one_thread: autouse fixture)
+
+STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return TextEncoder(max_length=16)
+
+
+@pytest.fixture(scope="module")
+def pipe(encoder):
+    torch.manual_seed(0)
+    transformer = build_dit("tiny", text_dim=encoder.dim).eval()
+    randomize_(transformer, seed=0)  # a trained-looking model: the output depends on every input
+    grid = get_preset("tiny").grid
+    defaults = PipelineDefaults(grid.num_views, grid.num_frames, grid.height, grid.width, fov_deg=45.0, shared_noise=0.3)
+    return MultiViewVideoPipeline(transformer, build_scheduler("tiny"), encoder, defaults)
+
+
+def generate(pipe, seed=0, **kwargs):
+    generator = torch.Generator().manual_seed(seed)
+    return pipe("a jumping frog", num_inference_steps=STEPS, generator=generator, progress=False, **kwargs)
+
+
+def test_seeded_pipeline_is_deterministic(pipe):
+    first, second, other = generate(pipe), generate(pipe), generate(pipe, seed=1)
+    assert torch.equal(first.images, second.images)
+    assert not torch.allclose(first.images, other.images, atol=1e-3)
+
+
+def test_pipeline_returns_images_and_the_cameras_it_used(pipe):
+    out = generate(pipe, num_views=3, num_frames=2, height=8, width=12, elevation=20.0, guidance_scale=1.0)
+    assert out.images.shape == (3, 2, 3, 8, 12) and 0 <= out.images.min() and out.images.max() <= 1
+    expected = orbit_c2w(torch.full((3,), 20.0), ring_azimuths(3), fit_distance(45.0), num_frames=2)
+    torch.testing.assert_close(out.c2w, expected)
+    torch.testing.assert_close(out.K, intrinsics_from_fov(45.0, aspect=12 / 8).expand(3, 3, 3))
+    torch.testing.assert_close(out.times, torch.tensor([0.0, 1.0]))
+
+
+def test_guidance_changes_the_result(pipe):
+    assert not torch.allclose(generate(pipe, guidance_scale=1.0).images, generate(pipe, guidance_scale=4.0).images, atol=1e-3)
+
+
+def test_image_to_4d_returns_the_given_image_at_view_0_frame_0(pipe):
+    image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(2))
+    out = generate(pipe, image=image)
+    torch.testing.assert_close(out.images[0, 0], image, rtol=0, atol=1e-6)
+    assert not torch.allclose(out.images[0, 1], image, atol=1e-2)
+
+
+def test_video_to_4d_returns_the_given_video_at_view_0(pipe):
+    video = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    out = generate(pipe, video=video)
+    torch.testing.assert_close(out.images[0], video, rtol=0, atol=1e-6)
+
+
+def test_save_and_load_round_trip_gives_identical_outputs(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "pipeline.json").read_text())
+    assert meta["text_encoder"] is None and meta["shared_noise"] == 0.3  # a reference to the encoder, not a copy
+    assert sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file()) < 5_000_000
+    loaded = MultiViewVideoPipeline.from_pretrained(tmp_path)
+    assert loaded.defaults == pipe.defaults
+    assert torch.equal(generate(loaded, image=torch.ones(3, 16, 16)).images, generate(pipe, image=torch.ones(3, 16, 16)).images)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(prompt="  "), "prompt is empty"),
+        (dict(image=torch.rand(3, 8, 8)), r"image has shape \(3, 8, 8\), expected \[3, H, W\] = \(3, 16, 16\)"),
+        (dict(video=torch.rand(3, 3, 16, 16)), r"video has shape \(3, 3, 16, 16\)"),
+        (dict(image=torch.rand(3, 16, 16), video=torch.rand(2, 3, 16, 16)), "not both"),
+        (dict(height=18), "not divisible by the patch size 4"),
+    ],
+)
+def test_bad_input_raises_value_error_saying_what_is_wrong(pipe, kwargs, message):
+    kwargs = dict(dict(prompt="a frog", num_inference_steps=1, progress=False), **kwargs)
+    with pytest.raises(ValueError, match=message):
+        pipe(kwargs.pop("prompt"), **kwargs)
+
+
+def test_missing_saved_pipeline_raises_value_error(tmp_path):
+    with pytest.raises(ValueError, match="not a saved pipeline"):
+        MultiViewVideoPipeline.from_pretrained(tmp_path / "nothing-here")
