@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -69,7 +71,7 @@ class TrainConfig:
     resume: str = ""  # "", "latest", or a checkpoint folder
     stop_at: int = 0  # stop at this step after saving a checkpoint (to fit a job's time slot); 0: run to --steps
     seed: int = 0
-    record_keys: bool = False  # write the sample keys each process trains on to OUT/keys-rank<R>.txt
+    audit: bool = False  # each process writes OUT/audit-rank<R>.txt: the sample keys it trained on, then a weights checksum
 
 
 # Training defaults of each preset (a model preset of the same name sets the sizes).
@@ -308,9 +310,8 @@ def train(stage_name: str, cfg: TrainConfig) -> dict:
     if resume_from is not None:
         accelerator.load_state(str(resume_from))
         step = json.loads((resume_from / "train_state.json").read_text())["step"]
+    (out / "samples").mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "samples").mkdir(exist_ok=True)
         (out / "config.json").write_text(json.dumps({"stage": stage_name, **dataclasses.asdict(cfg)}, indent=1))
     accelerator.init_trackers("train", config={k: str(v) for k, v in dataclasses.asdict(cfg).items()})
 
@@ -331,9 +332,8 @@ def train(stage_name: str, cfg: TrainConfig) -> dict:
     while step < cfg.steps:
         batch = to_device(next(batches), accelerator.device)
         state["batches"] += 1
-        if cfg.record_keys:
-            with open(out / f"keys-rank{accelerator.process_index}.txt", "a") as f:
-                f.write("".join(f"{step} {k}\n" for k in batch["key"]))
+        if cfg.audit:
+            audit(out, accelerator, "".join(f"key {step} {k}\n" for k in batch["key"]))
         with accelerator.accumulate(model):
             loss, _ = stage.loss(model, batch)
             finite = all_finite(accelerator, loss)  # every process agrees, so none waits alone in a collective
@@ -381,9 +381,17 @@ def train(stage_name: str, cfg: TrainConfig) -> dict:
             accelerator.end_training()
             return last
     bar.close()
+    if cfg.audit:
+        weights = b"".join(p.detach().cpu().numpy().tobytes() for p in accelerator.unwrap_model(model).parameters())
+        audit(out, accelerator, f"weights {hashlib.sha1(weights).hexdigest()}\n")
     export_ema(stage, ema, accelerator, out, stage_name, cfg)
     accelerator.end_training()
     return last
+
+
+def audit(out: Path, accelerator: Accelerator, lines: str) -> None:
+    with open(out / f"audit-rank{accelerator.process_index}.txt", "a") as f:
+        f.write(lines)
 
 
 def all_finite(accelerator: Accelerator, loss: torch.Tensor) -> bool:
@@ -437,7 +445,8 @@ def export_ema(stage, ema: EMAModel, accelerator: Accelerator, out: Path, stage_
 def main(argv: list[str] | None = None) -> None:
     stage, cfg = parse_args(sys.argv[1:] if argv is None else argv)
     last = train(stage, cfg)
-    print(json.dumps(last))
+    if last.get("step") is not None and int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(last))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,126 @@
+"""train.py end to end: two CPU processes through accelerate launch, exact resume, crash safety, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import train
+
+pytestmark = pytest.mark.blender  # trains on the Blender-rendered demo shards
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_train(*args, launch: bool = False, check: bool = True, **popen) -> subprocess.CompletedProcess:
+    """python train.py ARGS, or the same through `accelerate launch` with two CPU processes (gloo)."""
+    prefix = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no"] if launch else [sys.executable]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*prefix, str(ROOT / "train.py"), *map(str, args)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def audit(out: Path) -> tuple[list[set[str]], list[str]]:
+    """Per rank: the sample keys it trained on and its final weights checksum."""
+    keys, weights = [], []
+    for path in sorted(out.glob("audit-rank*.txt")):
+        lines = [line.split() for line in path.read_text().splitlines()]
+        keys.append({line[2] for line in lines if line[0] == "key"})
+        weights.append(next(line[1] for line in lines if line[0] == "weights"))
+    return keys, weights
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["diffusion", "recon"])
+def test_two_processes_train_in_sync_on_disjoint_samples(stage, demo_shards, tmp_path):
+    out = tmp_path / stage
+    # 3 train shards over 2 ranks: rank 0 reads 2, rank 1 reads 1; batch 1, 2 steps is one pass for rank 0.
+    run_train(stage, "--data", demo_shards / "train", "--out", out, "--steps", 2, "--batch-size", 1, "--frames", 2,
+              "--extra-views", 1, "--no-resampled", "--audit", "--save-every", 2, launch=True)
+    keys, weights = audit(out)
+    assert len(keys) == 2 and weights[0] == weights[1]  # gradients were averaged: one model on both ranks
+    assert not keys[0] & keys[1]  # each sample on one rank only
+    assert keys[0] | keys[1] == {f"{a}__c000__o00" for a in ("CesiumMan", "BoxAnimated", "AnimatedMorphCube")}
+    assert (out / "model" / "train_config.json").is_file() and (out / "checkpoints" / "step-0000002").is_dir()
+
+
+def losses(out: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resumed_run_continues_the_uninterrupted_loss_curve(demo_shards, tmp_path):
+    common = ["diffusion", "--data", demo_shards / "train", "--steps", 6, "--save-every", 100, "--num-workers", 0]
+    run_train(*common, "--out", tmp_path / "straight")
+    first = run_train(*common, "--out", tmp_path / "resumed", "--stop-at", 3)
+    assert "stopped at step 3" in first.stdout
+    run_train(*common, "--out", tmp_path / "resumed", "--resume", "latest")
+    straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
+    assert len(resumed) == 6  # steps 1-3, then 4-6 after the resume
+    assert resumed == pytest.approx(straight, rel=1e-5)
+    state = json.loads((tmp_path / "resumed" / "checkpoints" / "step-0000006" / "train_state.json").read_text())
+    assert state["step"] == 6 and state["batches"] == 6
+
+
+@pytest.mark.slow
+def test_killing_a_run_mid_checkpoint_leaves_loadable_checkpoints(demo_shards, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, str(ROOT / "train.py"), "diffusion", "--data", str(demo_shards / "train"), "--out", str(out),
+           "--steps", "500", "--save-every", "1", "--keep-last", "2", "--num-workers", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "step-0000004").exists():  # a checkpoint every step: the kill lands in a write
+        assert proc.poll() is None and time.time() < deadline, "training ended before it could be killed"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = train.checkpoints(out)
+    assert done and all((c / "train_state.json").is_file() and (c / "model.safetensors").is_file() for c in done)
+    last = json.loads((done[-1] / "train_state.json").read_text())["step"]
+    run_train("diffusion", "--data", demo_shards / "train", "--out", out, "--steps", last + 2, "--save-every", 1,
+              "--num-workers", 0, "--resume", "latest")
+    assert json.loads((train.checkpoints(out)[-1] / "train_state.json").read_text())["step"] == last + 2
+
+
+def test_non_finite_losses_are_skipped_then_stop_the_run(demo_shards, tmp_path, monkeypatch):
+    out = tmp_path / "nan"
+    run_train("diffusion", "--data", demo_shards / "train", "--out", out, "--steps", 2, "--num-workers", 0)
+    before = {p: p.read_bytes() for p in (out / "checkpoints").rglob("*") if p.is_file()}
+    nan_loss = lambda self, model, batch, generator=None: (next(model.parameters()).sum() * float("nan"), {})  # noqa: E731
+    monkeypatch.setattr(train.DiffusionStage, "loss", nan_loss)
+    cfg = train.TrainConfig(data=str(demo_shards / "train"), out=str(out), steps=10, num_workers=0, max_nonfinite=3, resume="latest")
+    with pytest.raises(SystemExit, match="3 non-finite losses in a row at step 2"):
+        train.train("diffusion", cfg)
+    assert {p: p.read_bytes() for p in (out / "checkpoints").rglob("*") if p.is_file()} == before  # last good one intact
+
+
+def test_bad_input_exits_non_zero_with_a_clear_message(demo_shards, tmp_path):
+    (tmp_path / "empty").mkdir()
+    cases = {
+        "no shards found": ["--data", tmp_path / "empty"],
+        "no shards found at": ["--data", tmp_path / "shard-{000..009}.tar"],
+        "holds no complete checkpoint": ["--data", demo_shards / "train", "--resume", "latest"],
+        "not a checkpoint folder": ["--data", demo_shards / "train", "--resume", tmp_path / "empty"],
+        "unknown preset": ["--preset", "huge"],
+    }
+    for message, args in cases.items():
+        proc = run_train("diffusion", "--out", tmp_path / "run", *args, check=False)
+        assert proc.returncode != 0 and message in proc.stderr, (message, proc.stderr[-500:])
+    run_train("diffusion", "--data", demo_shards / "train", "--out", tmp_path / "ok", "--steps", 1, "--num-workers", 0)
+    proc = run_train("recon", "--data", demo_shards / "train", "--out", tmp_path / "ok", "--steps", 2, "--resume", "latest", check=False)
+    assert proc.returncode != 0 and "does not match this configuration" in proc.stderr
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    factors = [train.lr_factor(s, warmup=10, total=100, min_ratio=0.1) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
+    assert train.lr_factor(100, 10, 100, 0.1) == pytest.approx(0.1)
