@@ -1,0 +1,242 @@
+"""One-shot 4D generation: prompt (or image, or video) -> multiview video -> 4D Gaussians -> files.
+
+    python infer.py "a small red four-legged animal walking" --out outputs/walker
+    python infer.py "a wolf" --image wolf.png --out outputs/wolf          # image-to-4D: view 0, frame 0 given
+    python infer.py "a wolf" --video wolf.mp4 --out outputs/wolf-video    # video-to-4D: view 0, every frame given
+
+Writes into --out (built under a temporary name and renamed when complete, so a failed run leaves nothing):
+  multiview.mp4    the generated views x frames, views side by side, one video frame per animation frame
+  orbit.mp4        the 4D Gaussians rendered by a camera circling the object while time advances
+  ply/frame_NNN.ply  one standard 3DGS .ply per animation frame
+  meta.json        prompt, mode, settings, seed, seconds per stage, model folder
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "zoetrope4d-cpu-small"
+
+
+@dataclass
+class Settings:
+    """What one generation uses; saved in meta.json."""
+
+    views: int | None  # None: the model's
+    frames: int | None
+    steps: int
+    guidance: float
+    seed: int
+    elevation: float
+    video_size: int
+    refine_steps: int
+
+
+class InferError(ValueError):
+    """Bad input to infer.py; the message says what is wrong."""
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def check_model_folder(path: Path) -> None:
+    """A model folder holds diffusion/pipeline.json and recon/config.json (what train.py exports)."""
+    if not path.is_dir():
+        raise InferError(f"model folder {path} does not exist")
+    for part in ("diffusion/pipeline.json", "diffusion/transformer/config.json", "recon/config.json"):
+        if not (path / part).is_file():
+            raise InferError(f"model folder {path} is incomplete: {part} is missing")
+
+
+def load_image(path: Path, height: int, width: int) -> torch.Tensor:
+    """An image file -> RGB [3, H, W] in [0, 1], transparent pixels over white, resized."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(path)
+        image.load()
+    except (OSError, UnidentifiedImageError) as err:
+        raise InferError(f"cannot read image {path}: {err}") from None
+    rgba = image.convert("RGBA").resize((width, height), Image.Resampling.LANCZOS)
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    rgb = np.asarray(Image.alpha_composite(white, rgba).convert("RGB"), dtype=np.float32) / 255
+    return torch.from_numpy(rgb).permute(2, 0, 1)  # [3, H, W]
+
+
+def load_video(path: Path, frames: int, height: int, width: int) -> torch.Tensor:
+    """A video (mp4, gif, ...) -> `frames` frames evenly spread over it, RGB [F, 3, H, W] in [0, 1]."""
+    import imageio.v3 as iio
+    from PIL import Image
+
+    try:
+        clip = iio.imread(path, index=None)  # [T, H, W, C]
+    except Exception as err:  # imageio raises many kinds of errors on unreadable files
+        raise InferError(f"cannot read video {path}: {err}") from None
+    if clip.ndim != 4 or len(clip) < frames:
+        raise InferError(f"video {path} has {len(clip) if clip.ndim == 4 else 0} frames; at least {frames} are needed")
+    picks = np.linspace(0, len(clip) - 1, frames).round().astype(int)
+    out = []
+    for i in picks:
+        frame = Image.fromarray(clip[i]).convert("RGBA").resize((width, height), Image.Resampling.LANCZOS)
+        white = Image.new("RGBA", frame.size, (255, 255, 255, 255))
+        out.append(np.asarray(Image.alpha_composite(white, frame).convert("RGB"), dtype=np.float32) / 255)
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)  # [F, 3, H, W]
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+class Stages:
+    """Wall-clock seconds per stage, with a one-line progress report for each."""
+
+    def __init__(self, total: int):
+        self.seconds: dict[str, float] = {}
+        self.total, self.done = total, 0
+
+    def run(self, name: str, fn, *args, **kwargs):
+        self.done += 1
+        print(f"[{self.done}/{self.total}] {name} ...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.seconds[name] = round(time.perf_counter() - start, 3)
+        return result
+
+
+def load_models(folder: Path, device: torch.device):
+    """The diffusion pipeline and the Gaussian head of a model folder, on `device`, in eval mode."""
+    from model.pipeline import MultiViewVideoPipeline
+    from recon.head import GaussianHead4D
+
+    pipeline = MultiViewVideoPipeline.from_pretrained(folder / "diffusion").to(device)
+    head = GaussianHead4D.from_pretrained(folder / "recon").to(device).eval()
+    return pipeline, head
+
+
+def write_multiview_video(path: Path, images: torch.Tensor, fps: int = 8) -> None:
+    """Images [V, F, 3, H, W] in [0, 1] -> an mp4 with F frames, the V views side by side."""
+    import imageio.v2 as imageio
+
+    V, F, _, H, W = images.shape
+    frames = (images.clamp(0, 1) * 255).round().byte().permute(1, 3, 0, 4, 2).reshape(F, H, V * W, 3)  # [F, H, V*W, 3]
+    imageio.mimwrite(path, list(frames.numpy()), fps=fps, codec="libx264", macro_block_size=1, quality=8)
+
+
+def generate(prompt: str, out: Path, model: Path, settings: Settings, device: str = "cpu",
+             image: Path | None = None, video: Path | None = None) -> dict:
+    """Run the whole job; returns meta.json's content. Raises InferError on bad input before writing anything."""
+    from recon.export import write_frames, write_orbit_video
+
+    if not prompt or not prompt.strip():
+        raise InferError("the prompt is empty: describe the object, e.g. \"a small red ball bouncing\"")
+    if image is not None and video is not None:
+        raise InferError("give --image or --video, not both")
+    check_model_folder(model)
+    stages = Stages(total=5 + (settings.refine_steps > 0))
+    torch.manual_seed(settings.seed)
+    pipeline, head = stages.run("load model", load_models, model, torch.device(device))
+    d = pipeline.defaults
+    V, F = settings.views or d.num_views, settings.frames or d.num_frames
+    given = dict(
+        image=load_image(image, d.height, d.width) if image else None,
+        video=load_video(video, F, d.height, d.width) if video else None,
+    )
+    generator = torch.Generator().manual_seed(settings.seed)
+    result = stages.run("multiview video", pipeline, prompt, **given, num_views=V, num_frames=F, elevation=settings.elevation,
+                        num_inference_steps=settings.steps, guidance_scale=settings.guidance, generator=generator)
+    gaussians = stages.run("4D Gaussians", reconstruct, head, result, settings.refine_steps, stages)
+
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    try:
+        stages.run("write multiview.mp4", write_multiview_video, tmp / "multiview.mp4", result.images)
+        stages.run("write orbit.mp4 and .ply", lambda: (
+            write_orbit_video(tmp / "orbit.mp4", gaussians, size=settings.video_size, elevation=settings.elevation),
+            write_frames(tmp / "ply", gaussians)))
+        meta = {"prompt": prompt, "mode": "video" if video else "image" if image else "text",
+                "image": str(image) if image else None, "video": str(video) if video else None,
+                "model": str(model), "device": device, "settings": asdict(settings), "views": V, "frames": F,
+                "gaussians_per_frame": gaussians.num_gaussians, "seconds": stages.seconds,
+                "total_seconds": round(sum(stages.seconds.values()), 3)}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+def reconstruct(head, result, refine_steps: int, stages: Stages):
+    """Generated views and cameras -> Gaussians [F, N] (refined against the views when refine_steps > 0)."""
+    device = next(head.parameters()).device
+    images = result.images[None].to(device)  # [1, V, F, 3, H, W]
+    c2w, K = result.c2w[None].to(device), result.K[None].to(device)  # [1, V, F, 4, 4], [1, V, 3, 3]
+    with torch.no_grad():
+        gaussians = head(images, c2w, K)  # [1, F, N]
+    if refine_steps > 0:
+        from recon.refine import refine
+
+        rgba = torch.cat([images, torch.ones_like(images[:, :, :, :1])], dim=3)  # [1, V, F, 4, H, W] (opaque over white)
+        gaussians = refine(gaussians, {"images": rgba, "c2w": c2w, "K": K}, steps=refine_steps)
+    return gaussians.map(lambda t: t[0].cpu())  # [F, N]
+
+
+def replace_folder(tmp: Path, out: Path) -> None:
+    """Move the finished folder `tmp` to `out`; an older `out` is removed only after the new one is complete."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python infer.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("prompt", help="what to generate, e.g. \"a small red ball bouncing\"")
+    p.add_argument("--out", type=Path, required=True, help="output folder (replaced when the run completes)")
+    p.add_argument("--image", type=Path, help="image-to-4D: the front view at the first frame")
+    p.add_argument("--video", type=Path, help="video-to-4D: the front view over time")
+    p.add_argument("--views", type=int, help="views (default: the model's)")
+    p.add_argument("--frames", type=int, help="frames (default: the model's)")
+    p.add_argument("--steps", type=int, default=20, help="denoising steps")
+    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1: off)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--elevation", type=float, default=15.0, help="camera elevation in degrees")
+    p.add_argument("--video-size", type=int, default=256, help="orbit video side in pixels")
+    p.add_argument("--refine-steps", type=int, default=0, help="test-time photometric refinement steps (0: off)")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (default: the shipped model)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args(argv)
+    for name in ("views", "frames"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name} must be at least 1")
+    if args.steps < 1 or args.video_size < 16 or args.video_size % 2:
+        p.error("--steps must be at least 1 and --video-size an even number of at least 16")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    settings = Settings(args.views, args.frames, args.steps, args.guidance, args.seed, args.elevation, args.video_size, args.refine_steps)
+    try:
+        meta = generate(args.prompt, args.out, args.model, settings, args.device, args.image, args.video)
+    except (InferError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in meta["seconds"].items())
+    print(f"wrote {args.out}/ (multiview.mp4, orbit.mp4, ply/ x {meta['frames']}, meta.json) in {meta['total_seconds']:.1f} s: {stages}")
+
+
+if __name__ == "__main__":
+    main()
