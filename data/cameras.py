@@ -176,3 +176,13 @@ def gltf_to_blender_points(points: torch.Tensor) -> torch.Tensor:
 def blender_to_gltf_points(points: torch.Tensor) -> torch.Tensor:
     """Points [..., 3] from Blender's world axes to glTF/world axes."""
     return points @ _GLTF_TO_BLENDER.to(points)
+
+
+def rotate_about_up(c2w: torch.Tensor, degrees: float | torch.Tensor) -> torch.Tensor:
+    """Cameras c2w [..., 4, 4] moved around the world's +Y axis by `degrees` (scalar or [...]), as an orbit's azimuth grows."""
+    a = torch.deg2rad(torch.as_tensor(degrees, dtype=c2w.dtype, device=c2w.device))
+    c, s = torch.cos(a), torch.sin(a)
+    rot = torch.zeros(a.shape + (4, 4), dtype=c2w.dtype, device=c2w.device)
+    rot[..., 0, 0], rot[..., 0, 2], rot[..., 2, 0], rot[..., 2, 2] = c, s, -s, c
+    rot[..., 1, 1] = rot[..., 3, 3] = 1.0
+    return rot @ c2w

@@ -127,13 +127,14 @@ class _SubsetChooser:
 
 def collate(samples: list[dict]) -> dict:
     """Stack decoded samples into a batch: images [B, V, F, 4, H, W], c2w [B, V, F, 4, 4], K [B, V, 3, 3],
-    times [B, F], and lists caption [B], key [B]."""
+    times [B, F], and lists caption [B], key [B], meta [B] (the stored JSON, for views as stored)."""
     shapes = {tuple(s["images"].shape) for s in samples}
     if len(shapes) > 1:
         raise ValueError(f"samples of different shapes {sorted(shapes)} cannot share a batch; choose a Subset")
     batch = {k: torch.stack([s[k] for s in samples]) for k in ("images", "c2w", "K", "times")}
     batch["caption"] = [s["caption"] for s in samples]
     batch["key"] = [s["key"] for s in samples]
+    batch["meta"] = [s["meta"] for s in samples]
     return batch
 
 

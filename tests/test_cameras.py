@@ -87,3 +87,10 @@ def test_look_at_straight_down_is_rejected():
 def test_fit_distance_keeps_sphere_inside_view():
     d = cam.fit_distance(40.0, 0.5)
     assert 0.5 / d < math.sin(math.radians(20.0))
+
+
+def test_rotating_about_up_moves_along_the_orbit():
+    c2w = cam.orbit_c2w(torch.tensor([20.0]), torch.tensor([30.0]), radius=2.0)[0, 0]
+    moved = cam.rotate_about_up(c2w, 45.0)
+    expected = cam.orbit_c2w(torch.tensor([20.0]), torch.tensor([75.0]), radius=2.0)[0, 0]
+    assert torch.allclose(moved, expected, atol=1e-5)

@@ -14,23 +14,6 @@ import infer
 from recon.export import read_ply
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    """A model folder laid out like the shipped one, with random tiny weights: 2 views x 3 frames at 16x16."""
-    from model.pipeline import MultiViewVideoPipeline, PipelineDefaults
-    from model.presets import build_dit, build_scheduler
-    from model.text import TextEncoder
-    from recon.head import build_head
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("model")
-    encoder = TextEncoder()
-    defaults = PipelineDefaults(num_views=2, num_frames=3, height=16, width=16)
-    MultiViewVideoPipeline(build_dit("tiny", text_dim=encoder.dim), build_scheduler("tiny"), encoder, defaults).save_pretrained(folder / "diffusion")
-    build_head("tiny").save_pretrained(folder / "recon")
-    return folder
-
-
 def run(model: Path, out: Path, *extra) -> None:
     infer.main(["a small red ball bouncing", "--out", str(out), "--model", str(model), "--steps", "2", "--video-size", "32", *map(str, extra)])
 
