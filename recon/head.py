@@ -1,0 +1,187 @@
+"""GaussianHead4D: multiview video + cameras -> one set of per-pixel 3D Gaussians per frame, in one pass (L4GM-like).
+
+Each image (RGB plus its 6 Pluecker ray channels) is cut into patches; a transformer mixes the tokens with
+spatial attention (within an image), cross-view attention (all views of one frame) and temporal attention
+(the same patch of one view across frames); the tokens are unpatchified into features on a grid of "Gaussian
+pixels" (the image's pixels, or every `stride`-th: L4GM predicts 128 x 128 per 256 x 256 view), and a small
+convolutional decoder, which also sees the (pooled) input pixels, gives each grid pixel the raw parameters of
+one Gaussian placed on that pixel's ray. Normalised intrinsics describe the coarser grid unchanged.
+The Pluecker rays tell every token where it looks from, so no separate positional embedding is needed, and
+temporal attention carries no time embedding: each frame's own images say which moment it shows.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from einops import rearrange
+
+from data.cameras import pixel_rays, plucker_rays
+from recon.gaussians import MAX_SCALE, MIN_SCALE, Gaussians, means_on_rays
+
+# Raw per-pixel outputs, in channel order: named sizes, split by name (never sliced by index).
+RAW_CHANNELS = {"depth": 1, "offset": 3, "rotations": 4, "scales": 3, "opacities": 1, "colours": 3}
+# Initial decoder biases: identity rotation; about one 64-pixel footprint (0.015 world units); opacity 0.12, since
+# at the start every view's splats overlap everywhere: faint ones keep the first renders cheap and the alpha
+# loss gentle (starting half opaque, a fast learning rate can cull every splat at once, which never recovers).
+_INIT_SCALE = 0.015
+_RAW_BIAS = {
+    "rotations": [1.0, 0.0, 0.0, 0.0],
+    "scales": [math.log((_INIT_SCALE - MIN_SCALE) / (MAX_SCALE - _INIT_SCALE))] * 3,  # the logit of the unit scale
+    "opacities": [-2.0],
+}
+
+# Presets as data: the constructor arguments of each size.
+HEAD_PRESETS: dict[str, dict] = {
+    # unit tests: one Gaussian per pixel
+    "tiny": dict(patch_size=8, stride=1, width=64, depth=1, heads=2, decoder_channels=16),
+    # fits a 64x64 clip on a CPU in minutes: 4 views -> 4 x 32^2 = 4,096 Gaussians a frame
+    "cpu-small": dict(patch_size=8, stride=2, width=128, depth=4, heads=4, decoder_channels=32),
+    # GPU training at 256x256: 4 views -> 4 x 128^2 = 65,536 Gaussians a frame, as L4GM
+    "base": dict(patch_size=8, stride=2, width=512, depth=12, heads=8, decoder_channels=64),
+}
+
+
+def build_head(preset: str, **overrides) -> GaussianHead4D:
+    """A GaussianHead4D of a named preset ("tiny", "cpu-small", "base"), with any argument overridden."""
+    if preset not in HEAD_PRESETS:
+        raise ValueError(f"unknown head preset {preset!r}; choose from {sorted(HEAD_PRESETS)}")
+    return GaussianHead4D(**{**HEAD_PRESETS[preset], **overrides})
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Multi-head attention [B, heads, L, d] -> [B, heads, L, d]; the one place a kernel is chosen."""
+    return F.scaled_dot_product_attention(q, k, v)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over sequences [B, L, D]."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = rearrange(self.qkv(x), "b l (k h d) -> k b h l d", k=3, h=self.heads)  # [B, heads, L, d] each
+        return self.out(rearrange(attention(q, k, v), "b h l d -> b l (h d)"))  # [B, L, D]
+
+
+class Block4D(nn.Module):
+    """Spatial, cross-view and (optional) temporal attention, then an MLP; pre-norm residuals on [B, V, F, N, D]."""
+
+    # Sequence layouts: which tokens attend to each other.
+    LAYOUTS = {"spatial": "(b v f) n d", "view": "(b f) (v n) d", "temporal": "(b v n) f d"}
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, temporal: bool):
+        super().__init__()
+        names = ["spatial", "view"] + (["temporal"] if temporal else [])
+        self.attn = nn.ModuleDict({name: SelfAttention(dim, heads) for name in names})
+        self.norms = nn.ModuleDict({name: nn.LayerNorm(dim) for name in names + ["mlp"]})
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, v, f, n, _ = x.shape  # [B, V, F, N, D]
+        for name, attn in self.attn.items():
+            layout = self.LAYOUTS[name]
+            seq = rearrange(self.norms[name](x), f"b v f n d -> {layout}")  # [batch, L, D]
+            x = x + rearrange(attn(seq), f"{layout} -> b v f n d", b=b, v=v, f=f, n=n)  # [B, V, F, N, D]
+        return x + self.mlp(self.norms["mlp"](x))  # [B, V, F, N, D]
+
+
+class GaussianHead4D(ModelMixin, ConfigMixin):
+    """Images [B, V, F, 3, H, W] in [0, 1] with cameras -> Gaussians [B, F, V * H/s * W/s], s = stride.
+
+    Args:
+        patch_size: pixels per token side; H and W must be multiples of it.
+        stride: one Gaussian per stride x stride pixels; patch_size must be a multiple of it.
+        width: token width D. depth: number of blocks. heads: attention heads. mlp_ratio: MLP hidden / D.
+        decoder_channels: per-pixel feature channels out of the transformer, into the pixel decoder.
+        temporal_attention: False keeps the frames independent (each frame reconstructed on its own).
+        depth_range: a pixel's Gaussian lies at the camera's distance to the origin +- this, along its ray.
+        max_offset: largest offset of a Gaussian off its pixel ray, per axis (world units).
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        patch_size: int = 8,
+        stride: int = 1,
+        width: int = 128,
+        depth: int = 4,
+        heads: int = 4,
+        mlp_ratio: float = 4.0,
+        decoder_channels: int = 32,
+        temporal_attention: bool = True,
+        depth_range: float = 0.6,
+        max_offset: float = 0.05,
+    ):
+        super().__init__()
+        if patch_size % stride:
+            raise ValueError(f"GaussianHead4D: patch_size {patch_size} is not a multiple of stride {stride}")
+        in_channels = 3 + 6  # RGB + Pluecker rays
+        self.patch_embed = nn.Conv2d(in_channels, width, patch_size, stride=patch_size)
+        self.blocks = nn.ModuleList([Block4D(width, heads, mlp_ratio, temporal_attention) for _ in range(depth)])
+        self.norm_out = nn.LayerNorm(width)
+        self.unpatch = nn.Linear(width, (patch_size // stride) ** 2 * decoder_channels)
+        raw_channels = sum(RAW_CHANNELS.values())
+        self.decoder = nn.Sequential(
+            nn.Conv2d(decoder_channels + in_channels, decoder_channels, 3, padding=1),
+            nn.GELU(approximate="tanh"),
+            nn.Conv2d(decoder_channels, raw_channels, 1),
+        )
+        out = self.decoder[-1]
+        nn.init.zeros_(out.weight)  # starts as the bias: every Gaussian on its ray at the object's middle depth
+        bias = torch.cat([torch.tensor(_RAW_BIAS.get(name, [0.0] * size)) for name, size in RAW_CHANNELS.items()])
+        with torch.no_grad():
+            out.bias.copy_(bias)
+
+    def forward(self, images: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor) -> Gaussians:
+        """Predict per-pixel Gaussians for every frame.
+
+        Args:
+            images: [B, V, F, 3, H, W] RGB in [0, 1] (composited over a background).
+            c2w: [B, V, F, 4, 4] camera-to-world, OpenCV axes.
+            K: [B, V, 3, 3] normalised intrinsics.
+
+        Returns:
+            Gaussians with batch shape [B, F] and N = V * H/s * W/s, ordered (view, grid row, grid column).
+        """
+        b, v, f, _, h, w = images.shape
+        p, s = self.config.patch_size, self.config.stride
+        q = p // s  # Gaussian pixels per token side
+        if h % p or w % p:
+            raise ValueError(f"GaussianHead4D: image size {h}x{w} is not a multiple of the patch size {p}")
+        if c2w.shape != (b, v, f, 4, 4) or K.shape != (b, v, 3, 3):
+            raise ValueError(f"GaussianHead4D: c2w {tuple(c2w.shape)} / K {tuple(K.shape)} do not match images {tuple(images.shape)}")
+        K = K[:, :, None]  # [B, V, 1, 3, 3]
+        rays = plucker_rays(c2w, K, h, w)  # [B, V, F, 6, H, W]
+        pixels = torch.cat([images * 2 - 1, rays], dim=3).flatten(0, 2)  # [(B V F), 9, H, W]
+
+        tokens = self.patch_embed(pixels)  # [(B V F), D, H/p, W/p]
+        tokens = rearrange(tokens, "(b v f) d y x -> b v f (y x) d", b=b, v=v, f=f)  # [B, V, F, N, D]
+        for block in self.blocks:
+            tokens = block(tokens)  # [B, V, F, N, D]
+        feats = self.unpatch(self.norm_out(tokens))  # [B, V, F, N, q * q * C]
+        feats = rearrange(feats, "b v f (y x) (qy qx c) -> (b v f) c (y qy) (x qx)", y=h // p, qy=q, qx=q)  # [(B V F), C, H/s, W/s]
+        pooled = F.avg_pool2d(pixels, s)  # [(B V F), 9, H/s, W/s]
+        raw = self.decoder(torch.cat([feats, pooled], dim=1))  # [(B V F), 15, H/s, W/s]
+        raw = rearrange(raw, "(b v f) c h w -> b f (v h w) c", b=b, v=v)  # [B, F, N, 15]
+        raw = dict(zip(RAW_CHANNELS, raw.split(list(RAW_CHANNELS.values()), dim=-1)))  # name -> [B, F, N, size]
+
+        origins, dirs = (rearrange(t, "b v f h w c -> b f (v h w) c") for t in pixel_rays(c2w, K, h // s, w // s))  # [B, F, N, 3]
+        pooled_rgb = rearrange(pooled[:, :3], "(b v f) c h w -> b f (v h w) c", b=b, v=v) / 2 + 0.5  # [B, F, N, 3] in [0, 1]
+        colour_prior = torch.logit(pooled_rgb, eps=0.01)  # [B, F, N, 3]
+        return Gaussians.from_raw(
+            means=means_on_rays(origins, dirs, raw["depth"], raw["offset"], self.config.depth_range, self.config.max_offset),
+            rotations=raw["rotations"],
+            scales=raw["scales"],
+            opacities=raw["opacities"][..., 0],
+            colours=raw["colours"] + colour_prior,  # a residual on the pixel's own colour
+        )

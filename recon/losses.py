@@ -1,0 +1,115 @@
+"""Reconstruction losses, kept outside the model: MSE, 1 - SSIM, an alpha mask term, optional LPIPS, and the
+head's training objective (predict from the input views, render at input + supervision views, compare).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from pytorch_msssim import ssim as _ssim
+
+from recon.head import GaussianHead4D
+from recon.render import RenderOutput, render_views
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    mse: float = 1.0  # RGB mean squared error
+    ssim: float = 0.2  # 1 - SSIM on RGB
+    alpha: float = 1.0  # mean squared error of the rendered alpha against the ground-truth alpha
+    lpips: float = 0.0  # perceptual loss; used only where `lpips` and its weights are installed
+
+
+def composite(rgba: torch.Tensor, background: torch.Tensor | float) -> torch.Tensor:
+    """RGB [..., 3, H, W] of straight-alpha RGBA [..., 4, H, W] over a background (a float, or [..., 3])."""
+    background = torch.as_tensor(background, dtype=rgba.dtype, device=rgba.device)
+    background = background[..., None, None] if background.ndim else background
+    alpha = rgba[..., 3:, :, :]
+    return rgba[..., :3, :, :] * alpha + background * (1.0 - alpha)
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM of images [..., 3, H, W] in [0, 1] (pytorch_msssim, 11-pixel Gaussian window); H, W >= 11."""
+    return _ssim(x.reshape(-1, *x.shape[-3:]), y.reshape(-1, *y.shape[-3:]), data_range=1.0, size_average=True)
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor, dim: int | tuple[int, ...] | None = None) -> torch.Tensor:
+    """PSNR in dB of images in [0, 1]: over all elements, or per entry of the dims not in `dim`."""
+    mse = (x - y).square().mean() if dim is None else (x - y).square().mean(dim=dim)
+    return -10.0 * torch.log10(mse.clamp(min=1e-10))
+
+
+def load_lpips():
+    """An LPIPS (VGG) module from the `lpips` package where it and its weights are installed, else None.
+
+    The weights come from a download that is not reachable on every machine, so LPIPS is optional.
+    """
+    try:
+        import lpips
+
+        return lpips.LPIPS(net="vgg", verbose=False).eval().requires_grad_(False)
+    except Exception as err:  # missing package, missing torchvision, or weights that cannot be fetched
+        log.warning("LPIPS unavailable (%s); the loss runs without it", err)
+        return None
+
+
+def image_loss(
+    rendered: RenderOutput, target: torch.Tensor, background: torch.Tensor | float, weights: LossWeights, lpips_fn=None
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted loss of rendered images against ground-truth RGBA.
+
+    Args:
+        rendered: RenderOutput with rgb [..., 3, H, W] and alpha [..., 1, H, W].
+        target: [..., 4, H, W] straight-alpha RGBA in [0, 1], the same leading dims.
+        background: the colour the render was composited over; the target is composited over it too.
+        lpips_fn: an LPIPS module (see `load_lpips`), or None to leave that term out.
+
+    Returns:
+        (total loss, {term name: value} including "psnr").
+    """
+    target_rgb = composite(target, background)  # [..., 3, H, W]
+    terms = {
+        "mse": F.mse_loss(rendered.rgb, target_rgb),
+        "ssim": 1.0 - ssim(rendered.rgb, target_rgb),
+        "alpha": F.mse_loss(rendered.alpha, target[..., 3:, :, :]),
+    }
+    if lpips_fn is not None and weights.lpips > 0:
+        flat = lambda t: t.reshape(-1, *t.shape[-3:]) * 2 - 1  # noqa: E731 - LPIPS wants [-1, 1]
+        terms["lpips"] = lpips_fn(flat(rendered.rgb), flat(target_rgb)).mean()
+    total = sum(getattr(weights, name) * value for name, value in terms.items())
+    metrics = {name: value.item() for name, value in terms.items()} | {"psnr": psnr(rendered.rgb, target_rgb).item()}
+    return total, metrics
+
+
+def recon_loss(
+    head: GaussianHead4D,
+    batch: dict,
+    num_input_views: int,
+    background: float = 1.0,
+    weights: LossWeights = LossWeights(),
+    lpips_fn=None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The head's training objective on one loader batch.
+
+    The first `num_input_views` views (the orbit ring) go into the head; the predicted Gaussians are rendered at
+    every view of the batch (input + supervision) and compared with the ground truth.
+
+    Args:
+        batch: the data loader's dict: images [B, V, F, 4, H, W] RGBA in [0, 1], c2w [B, V, F, 4, 4], K [B, V, 3, 3].
+        background: the colour inputs are composited over and renders are composited over.
+
+    Returns:
+        (total loss, metrics over all rendered views).
+    """
+    images, c2w, K = batch["images"], batch["c2w"], batch["K"]
+    height, width = images.shape[-2:]
+    if num_input_views > images.shape[1]:
+        raise ValueError(f"recon_loss: {num_input_views} input views asked for, the batch has {images.shape[1]}")
+    n_in = num_input_views
+    gaussians = head(composite(images[:, :n_in], background), c2w[:, :n_in], K[:, :n_in])  # [B, F, N]
+    rendered = render_views(gaussians, c2w, K, height, width, background)  # [B, V, F, ...]
+    return image_loss(rendered, images, background, weights, lpips_fn)

@@ -1,0 +1,68 @@
+"""Optional test-time refinement: a few hundred Adam steps fitting predicted Gaussians to the given views.
+
+Photometric only (the same image loss as training) plus temporal smoothness; no score distillation.
+"""
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from recon.gaussians import Gaussians
+from recon.losses import LossWeights, image_loss
+from recon.render import render_views
+
+
+def temporal_smoothness(means: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Mean squared change across frames of the correction `means - reference`, both [..., F, N, 3] (world units^2).
+
+    Per-pixel Gaussians of neighbouring frames only roughly correspond, so the predicted motion is kept and only
+    the refinement's corrections are asked to vary smoothly in time.
+    """
+    correction = means - reference  # [..., F, N, 3]
+    return (correction[..., 1:, :, :] - correction[..., :-1, :, :]).square().sum(-1).mean()
+
+
+def refine(
+    gaussians: Gaussians,
+    views: dict,
+    steps: int = 300,
+    lr: float = 1e-2,
+    means_lr: float = 1e-3,
+    smoothness: float = 1.0,
+    background: float = 1.0,
+    weights: LossWeights = LossWeights(),
+    progress: bool = True,
+) -> Gaussians:
+    """Refine Gaussians [B, F, N] against views of the same clips.
+
+    Args:
+        gaussians: Gaussians with batch shape [B, F] (e.g. the head's prediction).
+        views: loader-format dict of the views to fit: images [B, V, F, 4, H, W] RGBA, c2w [B, V, F, 4, 4], K [B, V, 3, 3].
+        steps: Adam steps. lr: for the raw rotations, scales, opacities and colours. means_lr: for the means (world units).
+        smoothness: weight of `temporal_smoothness` on the means.
+
+    Returns:
+        The refined Gaussians [B, F, N], detached.
+    """
+    images, c2w, K = views["images"], views["c2w"], views["K"]
+    if images.shape[:3] != c2w.shape[:3] or (images.shape[0], images.shape[2]) != tuple(gaussians.batch_shape):
+        raise ValueError(
+            f"refine: images {tuple(images.shape)}, c2w {tuple(c2w.shape)} and Gaussians {tuple(gaussians.batch_shape)} disagree"
+        )
+    height, width = images.shape[-2:]
+    reference = gaussians.means.detach()
+    params = {name: value.detach().clone().requires_grad_() for name, value in gaussians.to_raw().items()}
+    opt = torch.optim.Adam(
+        [{"params": [params["means"]], "lr": means_lr}, {"params": [p for n, p in params.items() if n != "means"], "lr": lr}]
+    )
+    bar = tqdm(range(steps), desc="refine", disable=not progress)
+    for _ in bar:
+        current = Gaussians.from_raw(**params)  # [B, F, N]
+        rendered = render_views(current, c2w, K, height, width, background)  # [B, V, F, ...]
+        loss, metrics = image_loss(rendered, images, background, weights)
+        loss = loss + smoothness * temporal_smoothness(current.means, reference)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.set_postfix(psnr=f"{metrics['psnr']:.2f}")
+    return Gaussians.from_raw(**{name: p.detach() for name, p in params.items()})

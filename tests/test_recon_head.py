@@ -1,0 +1,87 @@
+import pytest
+import torch
+
+from data import cameras as cam
+from recon.gaussians import Gaussians
+from recon.head import HEAD_PRESETS, GaussianHead4D, build_head
+
+B, V, F, H, W = 2, 3, 2, 16, 16
+
+
+def _inputs(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.rand(B, V, F, 3, H, W, generator=gen)
+    c2w = cam.orbit_c2w(torch.full((V,), 15.0), cam.ring_azimuths(V), 1.6, num_frames=F).expand(B, V, F, 4, 4)
+    K = cam.intrinsics_from_fov(40.0).expand(B, V, 3, 3)
+    return images, c2w, K
+
+
+def _tiny(**overrides):
+    torch.manual_seed(0)
+    return build_head("tiny", **overrides).eval()
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_head_outputs_one_gaussian_per_grid_pixel_per_frame(stride):
+    head = _tiny(stride=stride)
+    g = head(*_inputs())
+    assert isinstance(g, Gaussians)
+    assert g.batch_shape == (B, F) and g.num_gaussians == V * (H // stride) * (W // stride)
+    assert g.means.shape == (B, F, g.num_gaussians, 3) and g.rotations.shape == (B, F, g.num_gaussians, 4)
+
+
+def test_means_start_on_their_pixel_rays():
+    head = _tiny()
+    images, c2w, K = _inputs()
+    g = head(images, c2w, K)
+    origins, dirs = cam.pixel_rays(c2w, K[:, :, None], H, W)  # [B, V, F, H, W, 3]
+    origins, dirs = (t.permute(0, 2, 1, 3, 4, 5).reshape(B, F, -1, 3) for t in (origins, dirs))  # [B, F, N, 3]
+    offset = g.means - origins
+    along = (offset * dirs).sum(-1, keepdim=True)
+    off_ray = (offset - along * dirs).norm(dim=-1)
+    assert off_ray.max() < head.config.max_offset * 3**0.5  # at most the bounded offset away from the ray
+    distance = origins.norm(dim=-1, keepdim=True)
+    assert ((along - distance).abs() <= head.config.depth_range + 1e-5).all()  # within the depth range around the camera distance
+
+
+def test_save_load_round_trip_is_identical(tmp_path):
+    head = _tiny()
+    head.save_pretrained(tmp_path)
+    again = GaussianHead4D.from_pretrained(tmp_path).eval()
+    assert again.config.width == head.config.width
+    inputs = _inputs()
+    with torch.no_grad():
+        a, b = head(*inputs), again(*inputs)
+    for name in ("means", "rotations", "scales", "opacities", "colours"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+
+
+def test_temporal_attention_off_keeps_frames_independent():
+    images, c2w, K = _inputs()
+    changed = images.clone()
+    changed[:, :, 1] = torch.rand_like(changed[:, :, 1])  # new content in frame 1 only
+    for temporal, independent in ((False, True), (True, False)):
+        head = _tiny(temporal_attention=temporal)
+        # Break the zero-initialised decoder so that every input reaches the outputs.
+        torch.nn.init.normal_(head.decoder[-1].weight, std=0.1)
+        with torch.no_grad():
+            a, b = head(images, c2w, K), head(changed, c2w, K)
+        assert torch.equal(a.means[:, 0], b.means[:, 0]) == independent
+        assert not torch.equal(a.means[:, 1], b.means[:, 1])
+
+
+def test_presets_build_and_unknown_names_raise():
+    assert set(HEAD_PRESETS) == {"tiny", "cpu-small", "base"}
+    sizes = {name: sum(p.numel() for p in build_head(name).parameters()) for name in ("tiny", "cpu-small")}
+    assert sizes["tiny"] < sizes["cpu-small"]
+    with pytest.raises(ValueError, match="unknown head preset"):
+        build_head("huge")
+
+
+def test_bad_image_sizes_and_camera_shapes_raise():
+    head = _tiny()
+    images, c2w, K = _inputs()
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        head(images[..., :12, :12], c2w, K)
+    with pytest.raises(ValueError, match="do not match"):
+        head(images, c2w[:, :2], K)
