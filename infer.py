@@ -58,6 +58,15 @@ def check_model_folder(path: Path) -> None:
             raise InferError(f"model folder {path} is incomplete: {part} is missing")
 
 
+def over_white(image, height: int, width: int) -> np.ndarray:
+    """A PIL image resized to W x H with transparent pixels over white: RGB [H, W, 3] float in [0, 1]."""
+    from PIL import Image
+
+    rgba = image.convert("RGBA").resize((width, height), Image.Resampling.LANCZOS)
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"), dtype=np.float32) / 255
+
+
 def load_image(path: Path, height: int, width: int) -> torch.Tensor:
     """An image file -> RGB [3, H, W] in [0, 1], transparent pixels over white, resized."""
     from PIL import Image, UnidentifiedImageError
@@ -67,10 +76,7 @@ def load_image(path: Path, height: int, width: int) -> torch.Tensor:
         image.load()
     except (OSError, UnidentifiedImageError) as err:
         raise InferError(f"cannot read image {path}: {err}") from None
-    rgba = image.convert("RGBA").resize((width, height), Image.Resampling.LANCZOS)
-    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    rgb = np.asarray(Image.alpha_composite(white, rgba).convert("RGB"), dtype=np.float32) / 255
-    return torch.from_numpy(rgb).permute(2, 0, 1)  # [3, H, W]
+    return torch.from_numpy(over_white(image, height, width)).permute(2, 0, 1)  # [3, H, W]
 
 
 def load_video(path: Path, frames: int, height: int, width: int) -> torch.Tensor:
@@ -85,12 +91,8 @@ def load_video(path: Path, frames: int, height: int, width: int) -> torch.Tensor
     if clip.ndim != 4 or len(clip) < frames:
         raise InferError(f"video {path} has {len(clip) if clip.ndim == 4 else 0} frames; at least {frames} are needed")
     picks = np.linspace(0, len(clip) - 1, frames).round().astype(int)
-    out = []
-    for i in picks:
-        frame = Image.fromarray(clip[i]).convert("RGBA").resize((width, height), Image.Resampling.LANCZOS)
-        white = Image.new("RGBA", frame.size, (255, 255, 255, 255))
-        out.append(np.asarray(Image.alpha_composite(white, frame).convert("RGB"), dtype=np.float32) / 255)
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)  # [F, 3, H, W]
+    out = np.stack([over_white(Image.fromarray(clip[i]), height, width) for i in picks])  # [F, H, W, 3]
+    return torch.from_numpy(out).permute(0, 3, 1, 2)  # [F, 3, H, W]
 
 
 # ----------------------------------------------------------------------------- generation
@@ -141,7 +143,7 @@ def generate(prompt: str, out: Path, model: Path, settings: Settings, device: st
     if image is not None and video is not None:
         raise InferError("give --image or --video, not both")
     check_model_folder(model)
-    stages = Stages(total=5 + (settings.refine_steps > 0))
+    stages = Stages(total=6)
     torch.manual_seed(settings.seed)
     pipeline, head = stages.run("load model", load_models, model, torch.device(device))
     d = pipeline.defaults
@@ -160,9 +162,9 @@ def generate(prompt: str, out: Path, model: Path, settings: Settings, device: st
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
     try:
         stages.run("write multiview.mp4", write_multiview_video, tmp / "multiview.mp4", result.images)
-        stages.run("write orbit.mp4 and .ply", lambda: (
-            write_orbit_video(tmp / "orbit.mp4", gaussians, size=settings.video_size, elevation=settings.elevation),
-            write_frames(tmp / "ply", gaussians)))
+        stages.run("write orbit.mp4", write_orbit_video, tmp / "orbit.mp4", gaussians, size=settings.video_size,
+                   elevation=settings.elevation)
+        stages.run("write .ply", write_frames, tmp / "ply", gaussians)
         meta = {"prompt": prompt, "mode": "video" if video else "image" if image else "text",
                 "image": str(image) if image else None, "video": str(video) if video else None,
                 "model": str(model), "device": device, "settings": asdict(settings), "views": V, "frames": F,

@@ -1,10 +1,20 @@
 """Shared fixtures: a small real data set rendered once per test session from ../shared/assets."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+def pytest_configure(config):
+    """One torch thread: tiny models run fastest on one, and two threads on a shared 2-core machine thrash
+    (4-50x slower, measured here). Subprocesses (Blender workers, train.py runs) inherit the setting."""
+    import torch
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 
 ASSETS = Path(__file__).resolve().parents[2] / "shared" / "assets"
 DEMO_FILES = ["CesiumMan.glb", "BoxAnimated.glb", "AnimatedMorphCube.glb", "QuaterniusWolf.glb"]

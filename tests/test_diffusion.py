@@ -18,7 +18,6 @@ from model.diffusion import (
 )
 from model.presets import build_dit, build_scheduler
 from model.text import TextEncoder, TextStates
-from test_model import one_thread  # noqa: F401  (autouse: one thread for tiny models)
 
 
 def overfit_batch(shards) -> dict:

@@ -10,15 +10,6 @@ from model.dit import MultiViewVideoDiT
 TINY = dict(hidden_size=32, depth=2, num_heads=2, patch_size=4, text_dim=24)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and the 2 cores here are shared: no OpenMP thread contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_model(seed: int = 0, **flags) -> MultiViewVideoDiT:
     """A tiny model whose every weight is random, zero-initialised ones included, so every path carries signal."""
     torch.manual_seed(seed)

@@ -8,7 +8,7 @@ from data.cameras import fit_distance, intrinsics_from_fov, orbit_c2w, ring_azim
 from model.pipeline import MultiViewVideoPipeline, PipelineDefaults
 from model.presets import build_dit, build_scheduler, get_preset
 from model.text import TextEncoder
-from test_model import one_thread, randomize_  # noqa: F401  (one_thread: autouse fixture)
+from test_model import randomize_
 
 STEPS = 3
 

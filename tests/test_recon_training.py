@@ -17,17 +17,8 @@ from recon.render import render_views
 from recon.synthetic import held_out_views, input_views, sphere_scene, supervision_views, synthetic_clip
 
 
-@pytest.fixture
-def one_thread():
-    """One CPU thread: two threads on a shared 2-core machine spend their time waiting for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
-def test_head_fits_one_clip_and_generalises_to_unseen_views(one_thread):
+def test_head_fits_one_clip_and_generalises_to_unseen_views():
     views = [torch.cat(parts) for parts in zip(input_views(4), supervision_views())]
     train = synthetic_clip(*views, num_frames=2, size=32)  # 4 input views, then 4 supervision views
     held = synthetic_clip(*held_out_views(), num_frames=2, size=32)
@@ -44,7 +35,7 @@ def test_head_fits_one_clip_and_generalises_to_unseen_views(one_thread):
     assert unseen.mean() >= 20.0 and unseen.mean() >= empty + 6.0
 
 
-def test_refinement_lowers_the_loss_on_the_given_views(one_thread):
+def test_refinement_lowers_the_loss_on_the_given_views():
     elevations, azimuths = input_views(3)
     scene = dict(num_spheres=3, points_per_sphere=150)
     views = synthetic_clip(elevations, azimuths, num_frames=2, size=24, **scene)
