@@ -33,6 +33,7 @@ from diffusers.training_utils import EMAModel
 from PIL import Image
 from tqdm import tqdm
 
+from data.shards import images_to_grid
 from data.stream import Subset, make_loader, resolve_shards
 
 STAGES = ("diffusion", "recon")
@@ -162,9 +163,8 @@ def check_compatible(saved: dict, stage: str, cfg: TrainConfig) -> None:
 
 def grid_image(rows: torch.Tensor) -> Image.Image:
     """Images [R, C, 3, H, W] in [0, 1] -> one PNG-ready grid, rows by columns."""
-    R, C, _, H, W = rows.shape
-    grid = rows.permute(0, 3, 1, 4, 2).reshape(R * H, C * W, 3)  # [R*H, C*W, 3]
-    return Image.fromarray((grid.clamp(0, 1) * 255).round().byte().cpu().numpy())
+    pixels = (rows.clamp(0, 1) * 255).round().byte().permute(0, 1, 3, 4, 2).cpu().numpy()  # [R, C, H, W, 3]
+    return Image.fromarray(images_to_grid(pixels))
 
 
 class DiffusionStage:
