@@ -9,20 +9,41 @@ For each held-out clip (its orbit ring plus extra views rendered by Blender):
               Gaussians re-rendered at the generated views against the generated images (no ground truth).
 Images are compared over a white background, at the data's resolution. Prints a Markdown table, writes
 OUT/eval.json (per clip and means) and, for each clip, OUT/<key>.png (rows: truth, recon, video-to-4D).
+
+    python benchmark.py compare --model DIR --data shards/v1/val --train-manifest shards/v1/manifest.json \
+        --max-clips 2 --sds-iters 200 --out runs/compare
+
+The feed-forward pipeline (diffusion model + Gaussian head) against the SDS baseline (baselines/sds.py, the same
+diffusion model as its prior) on the same held-out clips, for video-to-4D (and image-to-4D with --tasks): both
+scored at the extra views Blender rendered (PSNR, SSIM, each also masked to the object, temporal flicker error),
+with seconds and peak memory per asset. Refuses a validation set that shares an asset with the training
+manifest. Writes OUT/compare.md (printed too), OUT/compare.csv (per clip), OUT/quality_vs_seconds.png and, per
+clip and task, OUT/<key>_<task>.mp4 (ground truth | feed-forward | SDS at the first extra view).
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import math
+import resource
+import tarfile
 import time
 from pathlib import Path
 
 import torch
+from pytorch_msssim.ssim import _fspecial_gauss_1d, gaussian_filter
 
 from data.cameras import rotate_about_up
-from data.stream import Subset, make_dataset
+from data.preview import grid_image
+from data.stream import Subset, make_dataset, resolve_shards
 from recon.losses import composite, psnr, ssim
 from recon.render import render_views
+
+SSIM_WINDOW = 11  # recon.losses.ssim's (pytorch_msssim's default) Gaussian window, sigma 1.5
+SSIM_K = (0.01, 0.03)  # SSIM's stabilising constants for a data range of 1
+
+# ----------------------------------------------------------------------------- metrics
 
 
 def scores(rendered: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
@@ -30,10 +51,108 @@ def scores(rendered: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
     return {"psnr": psnr(rendered, truth).item(), "ssim": ssim(rendered, truth).item()}
 
 
+def masked_psnr(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """PSNR (dB, capped at 100 like recon.losses.psnr) of images [..., 3, H, W] over the pixels where mask [..., 1, H, W] is True."""
+    keep = mask.expand_as(x)
+    return psnr(x[keep], y[keep])
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-pixel SSIM [M, 3, H - 10, W - 10] of images [..., 3, H, W] in [0, 1] (M = the flattened leading dims).
+
+    The map whose mean is recon.losses.ssim (same window, constants and valid convolution), so it can be masked.
+    """
+    x, y = x.reshape(-1, *x.shape[-3:]), y.reshape(-1, *y.shape[-3:])  # [M, 3, H, W]
+    win = _fspecial_gauss_1d(SSIM_WINDOW, 1.5).repeat(x.shape[1], 1, 1, 1)  # [3, 1, 1, 11]
+    c1, c2 = SSIM_K[0] ** 2, SSIM_K[1] ** 2
+    mu_x, mu_y = gaussian_filter(x, win), gaussian_filter(y, win)  # [M, 3, H', W']
+    var_x = gaussian_filter(x * x, win) - mu_x**2
+    var_y = gaussian_filter(y * y, win) - mu_y**2
+    cov = gaussian_filter(x * y, win) - mu_x * mu_y
+    return (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1) * (2 * cov + c2) / (var_x + var_y + c2)
+
+
+def masked_ssim(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM of images [..., 3, H, W] over the window centres where mask [..., 1, H, W] is True (NaN if none)."""
+    values = ssim_map(x, y)  # [M, 3, H - 10, W - 10]
+    r = SSIM_WINDOW // 2  # the valid convolution drops r pixels on each side
+    centres = mask.reshape(-1, *mask.shape[-3:])[..., r:-r, r:-r].expand_as(values)
+    return values[centres].mean()
+
+
+def flicker(frames: torch.Tensor) -> torch.Tensor:
+    """Mean absolute frame-to-frame change of images [..., F, 3, H, W] (0 for a still clip)."""
+    return (frames[..., 1:, :, :, :] - frames[..., :-1, :, :, :]).abs().mean()
+
+
+def flicker_error(rendered: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """|flicker(rendered) - flicker(truth)| of clips [..., F, 3, H, W]: too much or too little change over time."""
+    return (flicker(rendered) - flicker(truth)).abs()
+
+
+def image_metrics(rendered: torch.Tensor, truth_rgba: torch.Tensor) -> dict[str, float]:
+    """Every image metric of renders [..., F, 3, H, W] over white against ground-truth RGBA [..., F, 4, H, W].
+
+    Masked metrics count only the object (ground-truth alpha > 0.5).
+    """
+    truth, mask = composite(truth_rgba, 1.0), truth_rgba[..., 3:, :, :] > 0.5
+    return {**scores(rendered, truth), "psnr_masked": masked_psnr(rendered, truth, mask).item(),
+            "ssim_masked": masked_ssim(rendered, truth, mask).item(), "flicker_error": flicker_error(rendered, truth).item()}
+
+
+def _peak_rss_mb() -> float:
+    """The process's peak resident memory (MB) since the last reset (/proc on Linux; else since it started)."""
+    try:
+        line = next(row for row in Path("/proc/self/status").read_text().splitlines() if row.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(device: torch.device, fn, *args, **kwargs):
+    """(fn's result, {"seconds", "peak_mb"}): wall-clock seconds, and peak memory while it ran in MB: allocated CUDA
+    memory on CUDA, the process's peak resident memory on the CPU (torch's CPU tensors escape tracemalloc)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak RSS to the current RSS
+        except OSError:
+            pass
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mb()
+    return result, {"seconds": round(seconds, 3), "peak_mb": round(peak, 1)}
+
+
+# ----------------------------------------------------------------------------- eval
+
+
 def render_at(gaussians, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Gaussians [1, F, N] rendered at cameras c2w [1, V, F, 4, 4], K [1, V, 3, 3] over white: [1, V, F, 3, H, W]."""
     with torch.no_grad():
         return render_views(gaussians, c2w, K, *size, background=1.0).rgb.clamp(0, 1)
+
+
+def held_out_cameras(sample: dict, ring: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The extra (held-out) views' cameras c2w [1, E, F, 4, 4], K [1, E, 3, 3], turned about +Y until ring view 0 sits at
+    azimuth 0, where the pipeline (and the SDS baseline) put the view they are given."""
+    azimuth = sample["meta"][0]["azimuths"][0]
+    return rotate_about_up(sample["c2w"][:, ring:], -azimuth), sample["K"][:, ring:]
+
+
+def feed_forward(pipeline, head, prompt: str, given: dict, num_views: int, num_frames: int, size, elevation: float,
+                 steps: int, seed: int):
+    """prompt (+ given image= or video=) -> the diffusion model -> the head: (Generation, Gaussians [1, F, N])."""
+    gen = pipeline(prompt, **given, num_views=num_views, num_frames=num_frames, height=size[0], width=size[1], elevation=elevation,
+                   num_inference_steps=steps, generator=torch.Generator().manual_seed(seed), progress=False)
+    device = next(head.parameters()).device
+    with torch.no_grad():
+        return gen, head(gen.images[None].to(device), gen.c2w[None].to(device), gen.K[None].to(device))
 
 
 def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int) -> tuple[dict, torch.Tensor]:
@@ -48,21 +167,12 @@ def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int
     recon_views = render_at(recon, c2w[:, held_out], K[:, held_out], size)
     metrics["recon"] = scores(recon_views, rgb[:, held_out])
 
-    # video-to-4D: the pipeline puts view 0 at azimuth 0, so turn the stored cameras until theirs is too.
-    meta = sample["meta"][0]
-    generator = torch.Generator().manual_seed(seed)
-    gen = pipeline(sample["caption"][0], video=rgb[0, 0], num_views=ring, num_frames=rgb.shape[2], height=size[0], width=size[1], elevation=meta["elevations"][0],
-                   num_inference_steps=steps, generator=generator, progress=False)
-    with torch.no_grad():
-        video4d = head(gen.images[None], gen.c2w[None], gen.K[None])  # [1, F, N]
-    aligned = rotate_about_up(c2w[:, held_out], -meta["azimuths"][0])  # [1, E, F, 4, 4]
-    video_views = render_at(video4d, aligned, K[:, held_out], size)
+    caption, F, elevation = sample["caption"][0], rgb.shape[2], sample["meta"][0]["elevations"][0]
+    _, video4d = feed_forward(pipeline, head, caption, {"video": rgb[0, 0]}, ring, F, size, elevation, steps, seed)
+    video_views = render_at(video4d, *held_out_cameras(sample, ring), size)
     metrics["video_to_4d"] = scores(video_views, rgb[:, held_out])
 
-    text = pipeline(sample["caption"][0], num_views=ring, num_frames=rgb.shape[2], height=size[0], width=size[1], elevation=meta["elevations"][0],
-                    num_inference_steps=steps, generator=torch.Generator().manual_seed(seed), progress=False)
-    with torch.no_grad():
-        text4d = head(text.images[None], text.c2w[None], text.K[None])
+    text, text4d = feed_forward(pipeline, head, caption, {}, ring, F, size, elevation, steps, seed)
     metrics["text_to_4d_consistency"] = scores(render_at(text4d, text.c2w[None], text.K[None], size), text.images[None])
     metrics["seconds"] = round(time.perf_counter() - clock, 2)
     rows = torch.stack([rgb[0, held_out, 0], recon_views[0, :, 0], video_views[0, :, 0]])  # [3, E, 3, H, W]
@@ -86,7 +196,7 @@ def run_eval(args) -> dict:
     for sample in data:
         metrics, rows = evaluate_clip(pipeline, head, sample, args.views, args.steps, args.seed)
         results.append({"key": sample["key"][0], "caption": sample["caption"][0], **metrics})
-        save_rows(rows, args.out / f"{sample['key'][0]}.png")
+        grid_image(rows).save(args.out / f"{sample['key'][0]}.png")
         print(f"{sample['key'][0]}: " + ", ".join(f"{t} {metrics[t]['psnr']:.2f} dB" for t in metrics if t != "seconds"))
         if len(results) == args.max_clips:
             break
@@ -98,21 +208,171 @@ def run_eval(args) -> dict:
     return summary
 
 
-def save_rows(rows: torch.Tensor, path: Path) -> None:
-    """Rows of images [R, C, 3, H, W] in [0, 1] as one PNG."""
-    from PIL import Image
-
-    R, C, _, H, W = rows.shape
-    grid = rows.permute(0, 3, 1, 4, 2).reshape(R * H, C * W, 3)
-    Image.fromarray((grid * 255).round().byte().numpy()).save(path)
-
-
 def markdown(summary: dict) -> str:
     """The mean scores as a Markdown table."""
     lines = ["| task | PSNR (dB) | SSIM |", "|---|---|---|"]
     for task, m in summary["mean"].items():
         lines.append(f"| {task} | {m['psnr']:.2f} | {m['ssim']:.3f} |")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- compare
+
+METHODS = ("feed_forward", "sds")
+COLUMNS = ("psnr", "psnr_masked", "ssim", "ssim_masked", "flicker_error", "seconds", "peak_mb")
+
+
+def asset_of(key: str) -> str:
+    """The asset id of a sample key (data.shards.sample_key: asset__cNNN__oNN)."""
+    return key.split("__c")[0]
+
+
+def shard_keys(urls: list[str]) -> set[str]:
+    """The sample keys in local tar shards, read from the member names without decoding anything."""
+    keys = set()
+    for url in urls:
+        with tarfile.open(url) as tar:
+            keys |= {name.split(".", 1)[0] for name in tar.getnames()}
+    return keys
+
+
+def check_held_out(data: str, manifest: Path) -> None:
+    """Raise ValueError unless `data` holds samples and none of their assets is in the manifest's training split."""
+    urls = resolve_shards(data)
+    keys = shard_keys(urls)
+    if not keys:
+        raise ValueError(f"the validation set {data} holds no samples")
+    if not manifest.is_file():
+        raise ValueError(f"training manifest {manifest} not found (data.build writes it beside train/ and val/)")
+    trained = {a for a, entry in json.loads(manifest.read_text())["assets"].items() if entry.get("split") == "train"}
+    shared = sorted(trained & {asset_of(k) for k in keys})
+    if shared:
+        raise ValueError(f"the validation set {data} shares {len(shared)} asset(s) with the training split of {manifest}: "
+                         f"{', '.join(shared[:5])}; compare on held-out assets only")
+
+
+def compare_clip(pipeline, head, sample: dict, task: str, args) -> tuple[list[dict], torch.Tensor]:
+    """Feed-forward and SDS on one held-out clip for `task` ("video" or "image").
+
+    Returns (one row of metrics per method, side-by-side clip [3, F, 3, H, W]: truth | feed-forward | SDS at the
+    first extra view).
+    """
+    from baselines.sds import SDSConfig, distill
+
+    device = next(head.parameters()).device
+    rgb = composite(sample["images"], 1.0)  # [1, V, F, 3, H, W] over white
+    ring, F, size = args.views, rgb.shape[2], rgb.shape[-2:]
+    caption, elevation = sample["caption"][0], sample["meta"][0]["elevations"][0]
+    given = {"video": rgb[0, 0]} if task == "video" else {"image": rgb[0, 0, 0]}
+    (_, ff), ff_cost = measure(device, feed_forward, pipeline, head, caption, given, ring, F, size, elevation, args.steps, args.seed)
+    sds_config = SDSConfig(iters=args.sds_iters, num_gaussians=args.sds_gaussians, views=ring, frames=F, seed=args.seed)
+    sds, sds_cost = measure(device, distill, pipeline, caption, **{k: v.to(device) for k, v in given.items()}, elevation=elevation,
+                            config=sds_config, progress=not args.quiet)
+    c2w, K = (t.to(device) for t in held_out_cameras(sample, ring))  # [1, E, F, 4, 4], [1, E, 3, 3]
+    truth = sample["images"][:, ring:]  # [1, E, F, 4, H, W]
+    rows, clips = [], [rgb[0, ring]]
+    for method, gaussians, cost in (("feed_forward", ff, ff_cost), ("sds", sds.map(lambda t: t[None]), sds_cost)):
+        views = render_at(gaussians, c2w, K, size).cpu()  # [1, E, F, 3, H, W]
+        rows.append({"key": sample["key"][0], "task": task, "method": method, **image_metrics(views, truth), **cost})
+        clips.append(views[0, 0])
+    return rows, torch.stack(clips)  # [3, F, 3, H, W]
+
+
+def summarise(rows: list[dict]) -> dict[tuple[str, str], dict[str, float]]:
+    """Per (task, method), the mean of every column over clips (NaN-free clips only for the masked ones)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["task"], row["method"]), []).append(row)
+    means = {}
+    for group, members in groups.items():
+        values = {c: [m[c] for m in members if not math.isnan(m[c])] for c in COLUMNS}
+        means[group] = {c: sum(v) / len(v) if v else math.nan for c, v in values.items()}
+    return means
+
+
+def compare_markdown(means: dict, clips: int, sds_iters: int) -> str:
+    """The means as a Markdown table, with each task's speed ratio (SDS seconds / feed-forward seconds)."""
+    lines = [f"{clips} held-out clips, SDS {sds_iters} iterations", "",
+             "| task | method | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
+    for (task, method), m in sorted(means.items()):
+        lines.append(f"| {task} | {method} | " + " | ".join(f"{m[c]:.3f}" for c in COLUMNS) + " |")
+    lines.append("")
+    for task in sorted({t for t, _ in means}):
+        ratio = means[(task, "sds")]["seconds"] / max(means[(task, "feed_forward")]["seconds"], 1e-9)
+        lines.append(f"{task}-to-4D: SDS takes {ratio:.1f}x the feed-forward time "
+                     f"(PSNR {means[(task, 'feed_forward')]['psnr']:.2f} dB feed-forward, {means[(task, 'sds')]['psnr']:.2f} dB SDS)")
+    return "\n".join(lines)
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    """One line per clip, task and method."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["key", "task", "method", *COLUMNS])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_quality_vs_seconds(points: list[tuple[str, float, float]], path: Path, size: tuple[int, int] = (480, 320)) -> None:
+    """(label, seconds, PSNR dB) points on a log-seconds x-axis, drawn with PIL (no matplotlib here) as a PNG."""
+    from PIL import Image, ImageDraw
+
+    W, H, left, bottom, pad = *size, 56, 40, 16
+    decades = [math.log10(max(s, 1e-3)) for _, s, _ in points]
+    x_lo, x_hi = math.floor(min(decades)), max(math.ceil(max(decades)), math.floor(min(decades)) + 1)
+    y_lo, y_hi = math.floor(min(p for *_, p in points)) - 1, math.ceil(max(p for *_, p in points)) + 1
+    to_x = lambda s: left + (math.log10(max(s, 1e-3)) - x_lo) / (x_hi - x_lo) * (W - left - pad)  # noqa: E731
+    to_y = lambda p: pad + (y_hi - p) / (y_hi - y_lo) * (H - bottom - pad)  # noqa: E731
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    draw.line([(left, pad), (left, H - bottom), (W - pad, H - bottom)], fill="black")
+    for k in range(x_lo, x_hi + 1):
+        x = to_x(10.0**k)
+        draw.line([(x, H - bottom), (x, H - bottom + 4)], fill="black")
+        draw.text((x - 10, H - bottom + 6), f"{10.0 ** k:g} s", fill="black")
+    for p in (y_lo, (y_lo + y_hi) / 2, y_hi):
+        draw.text((4, to_y(p) - 5), f"{p:.1f} dB", fill="black")
+    for i, (label, seconds, quality) in enumerate(points):
+        x, y, colour = to_x(seconds), to_y(quality), ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")[i % 4]
+        draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=colour)
+        beside = x + 8 if x < W / 2 else x - 8 - draw.textlength(label)  # labels on the right half go left of the point
+        draw.text((beside, y - 6), label, fill=colour)
+    draw.text((left + 4, 2), "PSNR at held-out views vs seconds per asset (log)", fill="black")
+    image.save(path)
+
+
+def run_compare(args) -> str:
+    """Run both methods on up to --max-clips held-out clips; write the table, CSV, plot and videos into --out.
+
+    Returns the Markdown table."""
+    import infer
+
+    if args.sds_iters < 1:
+        raise ValueError(f"--sds-iters must be at least 1 (got {args.sds_iters}): SDS with no budget produces nothing")
+    check_held_out(args.data, args.train_manifest)
+    infer.check_model_folder(args.model)
+    device = torch.device(args.device)
+    pipeline, head = infer.load_models(args.model, device)
+    data = make_dataset(args.data, batch_size=1, shuffle=0, subset=Subset(views=args.views, random=False))
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows, clips = [], 0
+    for sample in data:
+        for task in args.tasks:
+            clip_rows, video = compare_clip(pipeline, head, sample, task, args)
+            rows += clip_rows
+            infer.write_multiview_video(args.out / f"{sample['key'][0]}_{task}.mp4", video)
+            print(f"{sample['key'][0]} {task}: " + ", ".join(f"{r['method']} {r['psnr']:.2f} dB in {r['seconds']:.1f} s" for r in clip_rows))
+        clips += 1
+        if clips == args.max_clips:
+            break
+    if not rows:
+        raise ValueError(f"no held-out clips in {args.data}")
+    means = summarise(rows)
+    table = compare_markdown(means, clips, args.sds_iters)
+    (args.out / "compare.md").write_text(table + "\n")
+    write_csv(rows, args.out / "compare.csv")
+    points = [(f"{method} ({task})", m["seconds"], m["psnr"]) for (task, method), m in sorted(means.items())]
+    plot_quality_vs_seconds(points, args.out / "quality_vs_seconds.png")
+    return table
 
 
 def main(argv=None) -> None:
@@ -126,8 +386,25 @@ def main(argv=None) -> None:
     ev.add_argument("--steps", type=int, default=20, help="denoising steps")
     ev.add_argument("--max-clips", type=int, default=8)
     ev.add_argument("--seed", type=int, default=0)
+    cmp = sub.add_parser("compare", help="feed-forward against the SDS baseline on held-out shards")
+    cmp.add_argument("--model", type=Path, required=True)
+    cmp.add_argument("--data", required=True, help="held-out shards (e.g. shards/v1/val)")
+    cmp.add_argument("--train-manifest", type=Path, required=True, help="the data set's manifest.json; no val asset may be in its train split")
+    cmp.add_argument("--out", type=Path, default=Path("runs/compare"))
+    cmp.add_argument("--tasks", nargs="+", choices=("video", "image"), default=["video"])
+    cmp.add_argument("--views", type=int, default=4, help="ring views the models generate")
+    cmp.add_argument("--steps", type=int, default=20, help="feed-forward denoising steps")
+    cmp.add_argument("--sds-iters", type=int, default=200, help="SDS optimisation steps per asset")
+    cmp.add_argument("--sds-gaussians", type=int, default=2000, help="SDS Gaussians per frame")
+    cmp.add_argument("--max-clips", type=int, default=2)
+    cmp.add_argument("--seed", type=int, default=0)
+    cmp.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    cmp.add_argument("--quiet", action="store_true", help="no SDS progress bar")
     args = p.parse_args(argv)
     try:
+        if args.command == "compare":
+            print(run_compare(args))
+            return
         summary = run_eval(args)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None

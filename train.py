@@ -30,10 +30,9 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from diffusers.training_utils import EMAModel
-from PIL import Image
 from tqdm import tqdm
 
-from data.shards import images_to_grid
+from data.preview import grid_image
 from data.stream import Subset, make_loader, resolve_shards
 
 STAGES = ("diffusion", "recon")
@@ -159,12 +158,6 @@ def check_compatible(saved: dict, stage: str, cfg: TrainConfig) -> None:
 
 
 # ----------------------------------------------------------------------------- the two stages
-
-
-def grid_image(rows: torch.Tensor) -> Image.Image:
-    """Images [R, C, 3, H, W] in [0, 1] -> one PNG-ready grid, rows by columns."""
-    pixels = (rows.clamp(0, 1) * 255).round().byte().permute(0, 1, 3, 4, 2).cpu().numpy()  # [R, C, H, W, 3]
-    return Image.fromarray(images_to_grid(pixels))
 
 
 class DiffusionStage:

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 import webdataset as wds
 from PIL import Image, ImageDraw
 
@@ -23,6 +24,12 @@ def _checker(height: int, width: int, cell: int = 8) -> np.ndarray:
     """A light grey checkerboard [H, W, 3] uint8, so transparent pixels read as background."""
     yy, xx = np.mgrid[:height, :width]
     return np.where(((yy // cell + xx // cell) % 2)[..., None] == 0, 235, 205).astype(np.uint8).repeat(3, -1)
+
+
+def grid_image(rows: torch.Tensor) -> Image.Image:
+    """Images [R, C, 3, H, W] in [0, 1] -> one grid image, R rows by C columns."""
+    pixels = (rows.detach().clamp(0, 1) * 255).round().byte().permute(0, 1, 3, 4, 2).cpu().numpy()  # [R, C, H, W, 3]
+    return Image.fromarray(images_to_grid(pixels))
 
 
 def sample_tile(sample: dict) -> Image.Image:

@@ -80,7 +80,7 @@ class MultiViewVideoPipeline:
         c2w = orbit_c2w(torch.full((num_views,), float(elevation)), ring_azimuths(num_views), distance, num_frames)
         return c2w, intrinsics_from_fov(fov_deg, aspect=width / height).expand(num_views, 3, 3).clone()
 
-    def _condition(self, image, video, num_views, num_frames, height, width) -> tuple[torch.Tensor, torch.Tensor]:
+    def condition(self, image, video, num_views, num_frames, height, width) -> tuple[torch.Tensor, torch.Tensor]:
         """Conditioning RGB [1, V, F, 3, H, W] in [-1, 1] and given-mask [1, V, F] from an optional image or video."""
         if image is not None and video is not None:
             raise ValueError("give an image or a video, not both")
@@ -129,7 +129,7 @@ class MultiViewVideoPipeline:
         V, F, H, W = d.num_views, d.num_frames, d.height, d.width
         c2w, K = self.cameras(V, F, H, W, elevation, d.fov_deg, distance)  # [V, F, 4, 4], [V, 3, 3]
         times = torch.linspace(0, 1, F)  # [F]
-        cond, given = self._condition(image, video, V, F, H, W)  # [1, V, F, 3, H, W], [1, V, F]
+        cond, given = self.condition(image, video, V, F, H, W)  # [1, V, F, 3, H, W], [1, V, F]
         text = self.text_encoder([prompt, ""] if guidance_scale != 1.0 else [prompt])  # [G, L, D_text], G = 2 guided
         G = len(text.states)
         conditioning = dict(

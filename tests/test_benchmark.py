@@ -1,15 +1,19 @@
-"""benchmark.py eval: scores a model folder on held-out shards."""
+"""benchmark.py eval and compare: score model folders (and the SDS baseline) on held-out shards."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
 
 import benchmark
+from data.cameras import ring_azimuths
+from data.shards import encode_sample, sample_key, write_shard
+from recon.synthetic import synthetic_clip
 
-pytestmark = pytest.mark.blender
 
-
+@pytest.mark.blender
 def test_eval_scores_every_task_on_held_out_clips(tiny_model, demo_shards, tmp_path, capsys):
     benchmark.main(["eval", "--model", str(tiny_model), "--data", str(demo_shards / "val"), "--out", str(tmp_path), "--steps", "1"])
     summary = json.loads((tmp_path / "eval.json").read_text())
@@ -23,3 +27,55 @@ def test_eval_scores_every_task_on_held_out_clips(tiny_model, demo_shards, tmp_p
 def test_eval_without_data_is_a_clear_error(tiny_model, tmp_path):
     with pytest.raises(SystemExit, match="no shards found"):
         benchmark.main(["eval", "--model", str(tiny_model), "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+
+
+def write_synthetic_set(out: Path, val_asset: str = "spheres") -> Path:
+    """A data set without Blender: val/<val_asset>.tar holding one synthetic clip (2 ring views at elevation 10 + 2 extra
+    views, 3 frames, 16x16, the tiny model's grid) and a manifest whose train split holds another asset."""
+    elevations = torch.tensor([10.0, 10.0, 30.0, -5.0])
+    azimuths = torch.cat([ring_azimuths(2, offset=30.0), torch.tensor([75.0, 200.0])])
+    clip = synthetic_clip(elevations, azimuths, num_frames=3, size=16, num_spheres=3, points_per_sphere=60)
+    images = (clip["images"][0].permute(0, 1, 3, 4, 2) * 255).round().byte().numpy()  # [V, F, H, W, 4]
+    meta = {"caption": clip["caption"][0], "c2w": clip["c2w"][0].tolist(), "K": clip["K"][0].tolist(),
+            "times": clip["times"][0].tolist(), "orbit_views": 2, "elevations": elevations.tolist(), "azimuths": azimuths.tolist()}
+    write_shard(out / "val" / f"{val_asset}.tar", [encode_sample(sample_key(val_asset, 0, 0), images, meta)])
+    manifest = {"assets": {val_asset: {"split": "val"}, "trained-thing": {"split": "train"}}}  # "train" wins a clash
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+def compare_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return ["compare", "--model", str(model), "--data", str(data / "val"), "--train-manifest", str(data / "manifest.json"),
+            "--out", str(out), "--views", "2", "--steps", "1", "--sds-iters", "2", "--sds-gaussians", "100", "--quiet", *extra]
+
+
+def test_compare_writes_table_csv_plot_and_videos(tiny_model, tmp_path, capsys):
+    data = write_synthetic_set(tmp_path / "data")
+    benchmark.main(compare_args(tiny_model, data, tmp_path / "out", "--tasks", "video", "image"))
+    out = tmp_path / "out"
+    lines = (out / "compare.csv").read_text().splitlines()
+    assert len(lines) == 1 + 2 * 2  # header + (video, image) x (feed-forward, SDS)
+    for name in ("compare.md", "quality_vs_seconds.png", "spheres__c000__o00_video.mp4", "spheres__c000__o00_image.mp4"):
+        assert (out / name).is_file(), name
+    printed = capsys.readouterr().out
+    assert "| video | sds |" in printed and "video-to-4D: SDS takes" in printed
+
+
+def test_compare_refuses_a_validation_set_sharing_an_asset_with_training(tiny_model, tmp_path):
+    data = write_synthetic_set(tmp_path / "data", val_asset="trained-thing")
+    with pytest.raises(SystemExit, match="shares 1 asset.*trained-thing"):
+        benchmark.main(compare_args(tiny_model, data, tmp_path / "out"))
+
+
+@pytest.mark.parametrize("problem, message", [("empty", "no shards found"), ("missing", "no shards found"), ("no-budget", "sds-iters must be at least 1")])
+def test_compare_bad_input_is_a_clear_error(tiny_model, tmp_path, problem, message):
+    data = write_synthetic_set(tmp_path / "data")
+    args = compare_args(tiny_model, data, tmp_path / "out")
+    if problem == "empty":
+        (data / "val" / "spheres.tar").unlink()
+    elif problem == "missing":
+        args[args.index("--data") + 1] = str(tmp_path / "nowhere")
+    else:
+        args[args.index("--sds-iters") + 1] = "0"
+    with pytest.raises(SystemExit, match=message):
+        benchmark.main(args)

@@ -1,0 +1,69 @@
+"""benchmark.py's metrics against known answers."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from benchmark import flicker, flicker_error, image_metrics, masked_psnr, masked_ssim, measure, ssim_map
+from recon.losses import psnr, ssim
+
+
+def grey(*shape: int, value: float = 0.5) -> torch.Tensor:
+    return torch.full(shape, value)
+
+
+def test_identical_images_score_the_psnr_cap_and_ssim_one():
+    x = torch.rand(2, 3, 32, 32)
+    everywhere = torch.ones(2, 1, 32, 32, dtype=torch.bool)
+    assert psnr(x, x).item() == pytest.approx(100.0) and masked_psnr(x, x, everywhere).item() == pytest.approx(100.0)
+    assert ssim(x, x).item() == pytest.approx(1.0, abs=1e-5) and masked_ssim(x, x, everywhere).item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_constant_shift_of_a_tenth_is_20_db():
+    x = grey(1, 3, 16, 16)
+    assert psnr(x + 0.1, x).item() == pytest.approx(20.0, abs=1e-4)
+    assert masked_psnr(x + 0.1, x, torch.ones(1, 1, 16, 16, dtype=torch.bool)).item() == pytest.approx(20.0, abs=1e-4)
+
+
+def test_gaussian_noise_of_std_0_05_is_about_26_db():
+    x = grey(4, 3, 64, 64)
+    noisy = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    assert psnr(noisy, x).item() == pytest.approx(20 * math.log10(1 / 0.05), abs=0.1)
+
+
+def test_ssim_map_averages_to_recon_losses_ssim():
+    x, y = torch.rand(2, 3, 24, 24), torch.rand(2, 3, 24, 24)
+    assert ssim_map(x, y).mean().item() == pytest.approx(ssim(x, y).item(), abs=1e-5)
+
+
+def test_masked_metrics_ignore_the_background():
+    truth = torch.rand(1, 3, 32, 32)
+    rendered = truth.clone()
+    rendered[..., 24:] = 1 - truth[..., 24:]  # wrong only on the right, more than an SSIM window away from the mask
+    mask = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    mask[..., :16] = True
+    assert masked_psnr(rendered, truth, mask).item() == pytest.approx(100.0)
+    assert masked_ssim(rendered, truth, mask).item() == pytest.approx(1.0, abs=1e-5)
+    assert psnr(rendered, truth).item() < 20 and ssim(rendered, truth).item() < 0.9
+
+
+def test_flicker_of_a_still_clip_is_zero_and_of_a_blinking_one_is_one():
+    still = grey(2, 4, 3, 8, 8)  # [V, F, 3, H, W]
+    blinking = torch.stack([torch.zeros(3, 8, 8), torch.ones(3, 8, 8)] * 2)  # [F, 3, H, W]
+    assert flicker(still).item() == 0 and flicker(blinking).item() == 1
+    assert flicker_error(blinking, still[0]).item() == 1 and flicker_error(blinking, blinking).item() == 0
+
+
+def test_image_metrics_of_a_perfect_render_over_white():
+    truth = torch.cat([torch.rand(1, 3, 3, 16, 16), (torch.rand(1, 3, 1, 16, 16) > 0.5).float()], dim=2)  # RGBA [1, F, 4, H, W]
+    rendered = truth[:, :, :3] * truth[:, :, 3:] + (1 - truth[:, :, 3:])  # the truth over white
+    metrics = image_metrics(rendered, truth)
+    assert metrics["psnr"] == pytest.approx(100.0) and metrics["psnr_masked"] == pytest.approx(100.0)
+    assert metrics["flicker_error"] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_measure_reports_seconds_and_peak_memory():
+    result, cost = measure(torch.device("cpu"), lambda n: torch.ones(n).sum().item(), 4_000_000)  # a 16 MB tensor
+    assert result == 4_000_000 and cost["seconds"] >= 0 and cost["peak_mb"] > 16
