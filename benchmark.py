@@ -32,16 +32,13 @@ import time
 from pathlib import Path
 
 import torch
-from pytorch_msssim.ssim import _fspecial_gauss_1d, gaussian_filter
 
 from data.cameras import rotate_about_up
 from data.preview import grid_image
 from data.stream import Subset, make_dataset, resolve_shards
-from recon.losses import composite, psnr, ssim
+from recon.losses import SSIM_WINDOW, composite, psnr, ssim, ssim_map
 from recon.render import render_views
 
-SSIM_WINDOW = 11  # recon.losses.ssim's (pytorch_msssim's default) Gaussian window, sigma 1.5
-SSIM_K = (0.01, 0.03)  # SSIM's stabilising constants for a data range of 1
 
 # ----------------------------------------------------------------------------- metrics
 
@@ -55,21 +52,6 @@ def masked_psnr(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.T
     """PSNR (dB, capped at 100 like recon.losses.psnr) of images [..., 3, H, W] over the pixels where mask [..., 1, H, W] is True."""
     keep = mask.expand_as(x)
     return psnr(x[keep], y[keep])
-
-
-def ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-pixel SSIM [M, 3, H - 10, W - 10] of images [..., 3, H, W] in [0, 1] (M = the flattened leading dims).
-
-    The map whose mean is recon.losses.ssim (same window, constants and valid convolution), so it can be masked.
-    """
-    x, y = x.reshape(-1, *x.shape[-3:]), y.reshape(-1, *y.shape[-3:])  # [M, 3, H, W]
-    win = _fspecial_gauss_1d(SSIM_WINDOW, 1.5).repeat(x.shape[1], 1, 1, 1)  # [3, 1, 1, 11]
-    c1, c2 = SSIM_K[0] ** 2, SSIM_K[1] ** 2
-    mu_x, mu_y = gaussian_filter(x, win), gaussian_filter(y, win)  # [M, 3, H', W']
-    var_x = gaussian_filter(x * x, win) - mu_x**2
-    var_y = gaussian_filter(y * y, win) - mu_y**2
-    cov = gaussian_filter(x * y, win) - mu_x * mu_y
-    return (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1) * (2 * cov + c2) / (var_x + var_y + c2)
 
 
 def masked_ssim(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -9,9 +9,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from pytorch_msssim import ssim as _ssim
+from pytorch_msssim.ssim import _fspecial_gauss_1d, gaussian_filter
 
 from recon.head import GaussianHead4D
 from recon.render import RenderOutput, render_views
+
+SSIM_WINDOW = 11  # pytorch_msssim's default Gaussian window (sigma 1.5), used by `ssim` and `ssim_map`
+SSIM_K = (0.01, 0.03)  # SSIM's stabilising constants for a data range of 1
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,21 @@ def composite(rgba: torch.Tensor, background: torch.Tensor | float) -> torch.Ten
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean SSIM of images [..., 3, H, W] in [0, 1] (pytorch_msssim, 11-pixel Gaussian window); H, W >= 11."""
     return _ssim(x.reshape(-1, *x.shape[-3:]), y.reshape(-1, *y.shape[-3:]), data_range=1.0, size_average=True)
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-pixel SSIM [M, 3, H - 10, W - 10] of images [..., 3, H, W] in [0, 1] (M = the flattened leading dims).
+
+    The map whose mean is `ssim` (same window, constants and valid convolution), so it can be masked.
+    """
+    x, y = x.reshape(-1, *x.shape[-3:]), y.reshape(-1, *y.shape[-3:])  # [M, 3, H, W]
+    win = _fspecial_gauss_1d(SSIM_WINDOW, 1.5).repeat(x.shape[1], 1, 1, 1)  # [3, 1, 1, 11]
+    c1, c2 = SSIM_K[0] ** 2, SSIM_K[1] ** 2
+    mu_x, mu_y = gaussian_filter(x, win), gaussian_filter(y, win)  # [M, 3, H', W']
+    var_x = gaussian_filter(x * x, win) - mu_x**2
+    var_y = gaussian_filter(y * y, win) - mu_y**2
+    cov = gaussian_filter(x * y, win) - mu_x * mu_y
+    return (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1) * (2 * cov + c2) / (var_x + var_y + c2)
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, dim: int | tuple[int, ...] | None = None) -> torch.Tensor:

@@ -1,9 +1,8 @@
 """The data pipeline end to end: Blender renders -> shards -> streaming loader, with geometry checks."""
 from __future__ import annotations
 
-import io
 import json
-import tarfile
+import random
 
 import numpy as np
 import pytest
@@ -27,6 +26,11 @@ def _one(shards, key_prefix: str, **subset) -> dict:
     raise AssertionError(f"no sample {key_prefix}")
 
 
+def first_train_sample(shards) -> dict:
+    """The first sample of the train shards, decoded."""
+    return decode_sample(next(iter(wds.WebDataset(stream.resolve_shards(shards / "train"), shardshuffle=False))))
+
+
 def test_loader_yields_batches_with_documented_shapes(demo_shards):
     batches = list(stream.make_dataset(demo_shards / "train", batch_size=2, shuffle=0))
     assert sum(len(b["key"]) for b in batches) == 3
@@ -47,11 +51,7 @@ def test_subset_picks_ring_views_extras_and_a_frame_window(demo_shards):
     assert torch.equal(part["c2w"][0, 2], full["c2w"][0, 4, :3])  # first extra view
     assert torch.allclose(part["times"][0], torch.tensor([0.0, 0.5, 1.0]))
     with pytest.raises(ValueError, match="asked for 5 ring views"):
-        stream.choose_subset(decode_sample_from(demo_shards), stream.Subset(views=5), None)
-
-
-def decode_sample_from(shards):
-    return decode_sample(next(iter(wds.WebDataset(stream.resolve_shards(shards / "train"), shardshuffle=False))))
+        stream.choose_subset(first_train_sample(demo_shards), stream.Subset(views=5), random.Random(0))
 
 
 def test_object_vertices_project_onto_rendered_silhouette_in_every_view(demo_shards):

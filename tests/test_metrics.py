@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from benchmark import flicker, flicker_error, image_metrics, masked_psnr, masked_ssim, measure, ssim_map
-from recon.losses import psnr, ssim
+from benchmark import flicker, flicker_error, image_metrics, masked_psnr, masked_ssim, measure
+from recon.losses import psnr, ssim, ssim_map
 
 
 def grey(*shape: int, value: float = 0.5) -> torch.Tensor:
