@@ -41,6 +41,15 @@ def test_intrinsics_round_trip_and_fov():
         cam.intrinsics_from_fov(0.0)
 
 
+def test_plucker_rays_stay_fp32_under_bf16_autocast():
+    c2w = cam.orbit_c2w(torch.tensor([15.0]), cam.ring_azimuths(1), radius=2.0, num_frames=2)  # [1, 2, 4, 4]
+    K = cam.intrinsics_from_fov(40)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as under accelerate's mixed precision
+        rays = cam.plucker_rays(c2w, K, 8, 8)  # [1, 2, 6, 8, 8]
+    assert rays.dtype == torch.float32
+    torch.testing.assert_close(rays, cam.plucker_rays(c2w, K, 8, 8), rtol=0, atol=0)
+
+
 def test_plucker_centre_ray_points_from_camera_through_origin():
     c2w = cam.orbit_c2w(torch.tensor([15.0]), torch.tensor([40.0]), radius=2.0)[0, 0]
     rays = cam.plucker_rays(c2w, cam.intrinsics_from_fov(40), 9, 9)  # [6, 9, 9]
