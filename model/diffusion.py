@@ -1,7 +1,8 @@
 """Flow matching over the views x frames grid: tasks, conditioning masks, noise and the training loss.
 
-Objective: flow matching (rectified flow), x_t = (1 - sigma) x0 + sigma eps, the model predicts the velocity
-v = eps - x0, and diffusers' FlowMatchEulerDiscreteScheduler samples it. Chosen over epsilon- and v-prediction
+Objective: flow matching (rectified flow), x_t = (1 - sigma) x0 + sigma eps, the model returns the velocity
+v = eps - x0 (whether its network predicts v or x0, see model/dit.py), the loss is the MSE to v (JiT's "v-loss"),
+and diffusers' FlowMatchEulerDiscreteScheduler samples it. Chosen over epsilon- and v-prediction
 on DDPM schedules because
   * the path ends in pure noise at sigma = 1 (zero terminal SNR). Our images are mostly flat white background;
     DDPM's schedules leave a trace of the image's mean brightness in their "pure noise", so sampling from real noise

@@ -2,7 +2,8 @@
 
 Design decisions (DESIGN.md's picture, with the choices made here):
   * Pixel space, no VAE: no pretrained image VAE can be loaded offline, and at the CPU preset's 64x64 a patch of
-    8x8 RGB pixels (192 values) is no wider than the transformer, so patches are embedded and predicted directly.
+    8x8 RGB pixels (192 values) is no wider than the transformer, so patches are embedded and predicted directly;
+    trained models predict the clean patch and return the velocity it implies (`prediction`, below).
   * Input per pixel: noisy RGB (3) + clean conditioning RGB (3) + conditioning mask (1) + Pluecker ray (6) = 13
     channels, patchified (p x p) and linearly embedded into tokens [B, V, F, N, D].
   * Positions: 2D sin-cos within an image; sin-cos of the clip's normalised frame times, so frames are ordered and
@@ -39,6 +40,8 @@ from model.attention import Attention
 
 IN_CHANNELS = 3 + 3 + 1 + 6  # noisy RGB, conditioning RGB, conditioning mask, Pluecker ray
 POSITION_SPAN = 16.0  # image rows/columns and clip times both span 16 units of the sin-cos ladder, at any resolution
+PREDICTIONS = ("velocity", "sample")
+SIGMA_FLOOR = 0.05  # x0-prediction: the noise level below which the implied velocity (x_t - x0) / sigma stops growing (JiT)
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -107,7 +110,13 @@ class FinalLayer(nn.Module):
 
 
 class MultiViewVideoDiT(ModelMixin, ConfigMixin):
-    """Predicts the flow-matching velocity [B, V, F, 3, H, W] of a noisy grid of views x frames (see model/diffusion.py).
+    """Returns the flow-matching velocity [B, V, F, 3, H, W] of a noisy grid of views x frames (see model/diffusion.py).
+
+    What the network itself outputs is `prediction`: "velocity" (eps - x0) directly, or "sample" (the clean image
+    x0), turned into the velocity it implies, (x_t - x0) / sigma. "sample" is JiT's (Li and He 2025) remedy for pixel
+    patches: the clean image lies near a low-dimensional manifold a narrow transformer can represent, while the noise
+    in eps - x0 is 192 independent numbers per 8x8 patch that a 192-wide token cannot carry through the network, so
+    velocity-trained pixel models leave per-pixel noise in their samples. Callers see a velocity either way.
 
     Args:
         hidden_size: transformer width D.
@@ -118,6 +127,9 @@ class MultiViewVideoDiT(ModelMixin, ConfigMixin):
         mlp_ratio: MLP hidden width / D.
         cross_view: build the cross-view attention layers (off: views are processed independently).
         cross_frame: build the cross-frame attention layers (off: frames are processed independently).
+        prediction: "velocity" or "sample" (see above); "velocity" is the default so that configs saved before the
+            option existed load as they were trained.
+        num_train_timesteps: the scheduler's timestep scale, sigma = timestep / num_train_timesteps.
     """
 
     _supports_gradient_checkpointing = True
@@ -133,8 +145,12 @@ class MultiViewVideoDiT(ModelMixin, ConfigMixin):
         mlp_ratio: float = 4.0,
         cross_view: bool = True,
         cross_frame: bool = True,
+        prediction: str = "velocity",
+        num_train_timesteps: int = 1000,
     ):
         super().__init__()
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         self.gradient_checkpointing = False
         self.patch_embed = nn.Linear(IN_CHANNELS * patch_size**2, hidden_size)
         self.time_proj = Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0)
@@ -210,4 +226,8 @@ class MultiViewVideoDiT(ModelMixin, ConfigMixin):
         for block in self.blocks:
             x = run(block, x, c, text, mask[:, None, None])  # [B, V, F, N, D]
         out = self.final_layer(x, c)  # [B, V, F, N, 3*p*p]
-        return rearrange(out, "b v f (h w) (p q c) -> b v f c (h p) (w q)", h=H // p, p=p, q=p)  # [B, V, F, 3, H, W]
+        out = rearrange(out, "b v f (h w) (p q c) -> b v f c (h p) (w q)", h=H // p, p=p, q=p)  # [B, V, F, 3, H, W]
+        if self.config.prediction == "velocity":
+            return out
+        sigma = (timestep.float() / self.config.num_train_timesteps).clamp(min=SIGMA_FLOOR)  # [B]
+        return (sample - out) / sigma.to(out)[:, None, None, None, None, None]  # [B, V, F, 3, H, W], (x_t - x0) / sigma

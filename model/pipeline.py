@@ -59,6 +59,11 @@ class MultiViewVideoPipeline:
     ):
         if text_encoder.dim != transformer.config.text_dim:
             raise ValueError(f"text encoder is {text_encoder.dim} wide but the transformer expects {transformer.config.text_dim}")
+        if transformer.config.num_train_timesteps != scheduler.config.num_train_timesteps:
+            raise ValueError(
+                f"the transformer reads timesteps out of {transformer.config.num_train_timesteps} but the scheduler "
+                f"counts {scheduler.config.num_train_timesteps}"
+            )
         self.transformer, self.scheduler, self.text_encoder = transformer, scheduler, text_encoder
         self.defaults = defaults or PipelineDefaults()
 

@@ -65,6 +65,26 @@ def test_output_is_a_velocity_per_pixel():
     assert run(make_model(), inputs).shape == (2, 3, 2, 3, 16, 12)
 
 
+def test_sample_prediction_returns_the_velocity_its_clean_image_implies():
+    velocity_model, inputs = make_model(), make_inputs(B=2)
+    sample_model = MultiViewVideoDiT(**TINY, prediction="sample").eval()
+    sample_model.load_state_dict(velocity_model.state_dict())  # the same network, its output read as x0
+    x0_hat = run(velocity_model, inputs)  # [B, V, F, 3, H, W], the network's raw output
+    sigma = (inputs["timestep"] / 1000).clamp(min=0.05)[:, None, None, None, None, None]  # [B, 1, 1, 1, 1, 1]
+    torch.testing.assert_close(run(sample_model, inputs), (inputs["sample"] - x0_hat) / sigma)
+
+
+def test_sample_prediction_floors_sigma_at_low_noise():
+    model = MultiViewVideoDiT(**TINY, prediction="sample").eval()  # zero-initialised output layer: x0_hat = 0
+    inputs = dict(make_inputs(), timestep=torch.zeros(1))
+    torch.testing.assert_close(run(model, inputs), inputs["sample"] / 0.05)  # not an infinite velocity at t = 0
+
+
+def test_unknown_prediction_is_refused():
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        MultiViewVideoDiT(**TINY, prediction="epsilon")
+
+
 def test_cross_frame_off_keeps_frames_independent():
     model, inputs = make_model(cross_frame=False), make_inputs()
     before, after = run(model, inputs), run(model, changed(inputs, frame=1))

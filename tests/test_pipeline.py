@@ -33,6 +33,12 @@ def generate(pipe, seed=0, **kwargs):
     return pipe("a jumping frog", num_inference_steps=STEPS, generator=generator, progress=False, **kwargs)
 
 
+def test_transformer_and_scheduler_must_share_the_timestep_scale(encoder):
+    transformer = build_dit("tiny", text_dim=encoder.dim, num_train_timesteps=500)
+    with pytest.raises(ValueError, match="reads timesteps out of 500 but the scheduler counts 1000"):
+        MultiViewVideoPipeline(transformer, build_scheduler("tiny"), encoder)
+
+
 def test_seeded_pipeline_is_deterministic(pipe):
     first, second, other = generate(pipe), generate(pipe), generate(pipe, seed=1)
     assert torch.equal(first.images, second.images)
