@@ -24,12 +24,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from diffusers.training_utils import EMAModel
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from data.preview import grid_image
@@ -57,6 +59,8 @@ class TrainConfig:
     mixed_precision: str = "auto"  # no | bf16 | fp16 | auto (bf16 where the GPU has it, else no)
     grad_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
     ema_decay: float = 0.999
+    prediction: Literal["sample", "velocity"] = "sample"  # diffusion stage: the network predicts the clean image (sample, JiT) or the velocity
+    init_from: str = ""  # start from the weights of this exported model folder instead of random ones (not on --resume)
     views: int = 0  # ring views per sample (0: the preset's)
     extra_views: int = 0  # extra supervision views per sample (recon stage)
     frames: int = 0  # frames per sample (0: the preset's)
@@ -145,16 +149,33 @@ def find_resume(resume: str, out: Path) -> Path | None:
     return path
 
 
-MODEL_FIELDS = ("preset", "views", "extra_views", "frames")  # options a checkpoint's weights and data depend on
+MODEL_FIELDS = ("preset", "views", "extra_views", "frames", "prediction")  # what a checkpoint's weights depend on
 
 
 def check_compatible(saved: dict, stage: str, cfg: TrainConfig) -> None:
     """SystemExit when a checkpoint was made by another stage or model configuration."""
     current = {"stage": stage, **{k: getattr(cfg, k) for k in MODEL_FIELDS}}
-    before = {"stage": saved["stage"], **{k: saved["config"][k] for k in MODEL_FIELDS}}
+    before = {"stage": saved["stage"], **{k: saved["config"].get(k) for k in MODEL_FIELDS}}
     if current != before:
         diff = {k: (before[k], current[k]) for k in current if current[k] != before[k]}
         raise SystemExit(f"the checkpoint does not match this configuration (saved, now): {diff}")
+
+
+def load_weights(model: torch.nn.Module, folder: str) -> None:
+    """Copy the safetensors weights of an exported model folder (or of a pipeline folder's transformer/) into `model`.
+
+    Every tensor must match by name and shape; options that change no weight (such as `prediction`) may differ,
+    which is how a velocity-trained model is continued as an x0-predicting one.
+    """
+    path = Path(folder) / "transformer" if (Path(folder) / "transformer").is_dir() else Path(folder)
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise SystemExit(f"--init-from {folder}: no .safetensors weights in {path}")
+    weights = {name: tensor for file in files for name, tensor in load_file(file).items()}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:  # missing, unexpected or differently shaped tensors
+        raise SystemExit(f"--init-from {folder}: the weights do not fit this model: {str(error).splitlines()[1].strip()}")
 
 
 # ----------------------------------------------------------------------------- the two stages
@@ -173,7 +194,7 @@ class DiffusionStage:
         views, frames = cfg.views or grid.num_views, cfg.frames or grid.num_frames
         self.preset = cfg.preset
         self.text_encoder = TextEncoder().to(device)
-        self.model = build_dit(cfg.preset, text_dim=self.text_encoder.dim)
+        self.model = build_dit(cfg.preset, text_dim=self.text_encoder.dim, prediction=cfg.prediction)
         self.scheduler = build_scheduler(cfg.preset)  # training state: never set_timesteps on this one
         self.objective = Objective()
         self.null_text = self.text_encoder([""])  # [1, L, D_text]
@@ -290,6 +311,8 @@ def train(stage_name: str, cfg: TrainConfig) -> dict:
     set_seed(cfg.seed, device_specific=True)
     stage = (DiffusionStage if stage_name == "diffusion" else ReconStage)(cfg, accelerator.device)
     model = stage.model
+    if cfg.init_from and resume_from is None:
+        load_weights(model, cfg.init_from)
     if cfg.grad_checkpointing:
         model.enable_gradient_checkpointing()
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import train
 
@@ -117,6 +118,25 @@ def test_bad_input_exits_non_zero_with_a_clear_message(demo_shards, tmp_path):
     run_train("diffusion", "--data", demo_shards / "train", "--out", tmp_path / "ok", "--steps", 1, "--num-workers", 0)
     proc = run_train("recon", "--data", demo_shards / "train", "--out", tmp_path / "ok", "--steps", 2, "--resume", "latest", check=False)
     assert proc.returncode != 0 and "does not match this configuration" in proc.stderr
+
+
+def test_init_from_starts_from_exported_weights_and_refuses_ones_that_do_not_fit(demo_shards, tmp_path):
+    from model.dit import MultiViewVideoDiT
+    from model.presets import build_dit
+
+    common = ["--data", demo_shards / "train", "--steps", 1, "--num-workers", 0]
+    run_train("diffusion", *common, "--out", tmp_path / "a", "--prediction", "velocity")
+    exported = tmp_path / "a" / "model"
+    model = build_dit("tiny")
+    train.load_weights(model, str(exported))  # a pipeline folder: its transformer/ is read
+    saved = MultiViewVideoDiT.from_pretrained(exported / "transformer").state_dict()
+    assert all(torch.equal(tensor, saved[name]) for name, tensor in model.state_dict().items())
+    with pytest.raises(SystemExit, match="do not fit this model"):
+        train.load_weights(MultiViewVideoDiT(hidden_size=16, depth=2, num_heads=2, patch_size=4), str(exported))
+    with pytest.raises(SystemExit, match="no .safetensors weights"):
+        train.load_weights(model, str(tmp_path))
+    run_train("diffusion", *common, "--out", tmp_path / "b", "--init-from", exported)  # continued as x0-prediction
+    assert json.loads((tmp_path / "b" / "model" / "transformer" / "config.json").read_text())["prediction"] == "sample"
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor():
