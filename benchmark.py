@@ -14,10 +14,11 @@ OUT/eval.json (per clip and means) and, for each clip, OUT/<key>.png (rows: trut
         --max-clips 2 --sds-iters 200 --out runs/compare
 
 The feed-forward pipeline (diffusion model + Gaussian head) against the SDS baseline (baselines/sds.py, the same
-diffusion model as its prior) on the same held-out clips, for video-to-4D (and image-to-4D with --tasks): both
-scored at the extra views Blender rendered (PSNR, SSIM, each also masked to the object, temporal flicker error),
-with seconds and peak memory per asset. Refuses a validation set that shares an asset with the training
-manifest. Writes OUT/compare.md (printed too), OUT/compare.csv (per clip), OUT/quality_vs_seconds.png and, per
+diffusion model as its prior) on the same held-out clips, for video-to-4D (image- and text-to-4D with --tasks):
+both scored at the extra views Blender rendered (PSNR, SSIM, each also masked to the object, temporal flicker
+error; none of these for text-to-4D), CLIP score and LPIPS where their weights are local (evaluation.learned),
+the feed-forward multi-view consistency, and seconds and peak memory per asset. Refuses a validation set that
+shares an asset with the training manifest. Writes OUT/compare.md (printed too), OUT/compare.csv (per clip), OUT/quality_vs_seconds.png and, per
 clip and task, OUT/<key>_<task>.mp4 (ground truth | feed-forward | SDS at the first extra view).
 """
 from __future__ import annotations
@@ -26,7 +27,6 @@ import argparse
 import csv
 import json
 import math
-import resource
 import tarfile
 import time
 from pathlib import Path
@@ -36,79 +36,10 @@ import torch
 from data.cameras import rotate_about_up
 from data.preview import grid_image
 from data.stream import Subset, make_dataset, resolve_shards
-from recon.losses import SSIM_WINDOW, composite, psnr, ssim, ssim_map
+from evaluation.learned import DEFAULT_CLIP, load_learned_metrics
+from evaluation.metrics import image_metrics, measure, scores
+from recon.losses import composite
 from recon.render import render_views
-
-
-# ----------------------------------------------------------------------------- metrics
-
-
-def scores(rendered: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
-    """PSNR (dB) and SSIM of images [..., 3, H, W] in [0, 1]."""
-    return {"psnr": psnr(rendered, truth).item(), "ssim": ssim(rendered, truth).item()}
-
-
-def masked_psnr(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """PSNR (dB, capped at 100 like recon.losses.psnr) of images [..., 3, H, W] over the pixels where mask [..., 1, H, W] is True."""
-    keep = mask.expand_as(x)
-    return psnr(x[keep], y[keep])
-
-
-def masked_ssim(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean SSIM of images [..., 3, H, W] over the window centres where mask [..., 1, H, W] is True (NaN if none)."""
-    values = ssim_map(x, y)  # [M, 3, H - 10, W - 10]
-    r = SSIM_WINDOW // 2  # the valid convolution drops r pixels on each side
-    centres = mask.reshape(-1, *mask.shape[-3:])[..., r:-r, r:-r].expand_as(values)
-    return values[centres].mean()
-
-
-def flicker(frames: torch.Tensor) -> torch.Tensor:
-    """Mean absolute frame-to-frame change of images [..., F, 3, H, W] (0 for a still clip)."""
-    return (frames[..., 1:, :, :, :] - frames[..., :-1, :, :, :]).abs().mean()
-
-
-def flicker_error(rendered: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """|flicker(rendered) - flicker(truth)| of clips [..., F, 3, H, W]: too much or too little change over time."""
-    return (flicker(rendered) - flicker(truth)).abs()
-
-
-def image_metrics(rendered: torch.Tensor, truth_rgba: torch.Tensor) -> dict[str, float]:
-    """Every image metric of renders [..., F, 3, H, W] over white against ground-truth RGBA [..., F, 4, H, W].
-
-    Masked metrics count only the object (ground-truth alpha > 0.5).
-    """
-    truth, mask = composite(truth_rgba, 1.0), truth_rgba[..., 3:, :, :] > 0.5
-    return {**scores(rendered, truth), "psnr_masked": masked_psnr(rendered, truth, mask).item(),
-            "ssim_masked": masked_ssim(rendered, truth, mask).item(), "flicker_error": flicker_error(rendered, truth).item()}
-
-
-def _peak_rss_mb() -> float:
-    """The process's peak resident memory (MB) since the last reset (/proc on Linux; else since it started)."""
-    try:
-        line = next(row for row in Path("/proc/self/status").read_text().splitlines() if row.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def measure(device: torch.device, fn, *args, **kwargs):
-    """(fn's result, {"seconds", "peak_mb"}): wall-clock seconds, and peak memory while it ran in MB: allocated CUDA
-    memory on CUDA, the process's peak resident memory on the CPU (torch's CPU tensors escape tracemalloc)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    else:
-        try:
-            Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak RSS to the current RSS
-        except OSError:
-            pass
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mb()
-    return result, {"seconds": round(seconds, 3), "peak_mb": round(peak, 1)}
 
 
 # ----------------------------------------------------------------------------- eval
@@ -201,7 +132,8 @@ def markdown(summary: dict) -> str:
 # ----------------------------------------------------------------------------- compare
 
 METHODS = ("feed_forward", "sds")
-COLUMNS = ("psnr", "psnr_masked", "ssim", "ssim_masked", "flicker_error", "seconds", "peak_mb")
+TRUTH_COLUMNS = ("psnr", "psnr_masked", "ssim", "ssim_masked", "flicker_error")  # against Blender renders
+COLUMNS = (*TRUTH_COLUMNS, "consistency_psnr", "clip_score", "lpips", "seconds", "peak_mb")
 
 
 def asset_of(key: str) -> str:
@@ -233,9 +165,13 @@ def check_held_out(data: str, manifest: Path) -> None:
                          f"{', '.join(shared[:5])}; compare on held-out assets only")
 
 
-def compare_clip(pipeline, head, sample: dict, task: str, args) -> tuple[list[dict], torch.Tensor]:
-    """Feed-forward and SDS on one held-out clip for `task` ("video" or "image").
+def compare_clip(pipeline, head, sample: dict, task: str, args, learned) -> tuple[list[dict], torch.Tensor]:
+    """Feed-forward and SDS on one held-out clip for `task` ("video", "image" or "text").
 
+    Both are scored at the extra views: against the Blender renders (not for text, which the caption alone cannot
+    pin down), by CLIP and LPIPS where `learned` (evaluation.learned.LearnedMetrics) has them, and the feed-forward
+    result also by its multi-view consistency (its Gaussians re-rendered at the generated views against those
+    images; SDS fits its Gaussians directly, so it has no separate images to be inconsistent with).
     Returns (one row of metrics per method, side-by-side clip [3, F, 3, H, W]: truth | feed-forward | SDS at the
     first extra view).
     """
@@ -245,17 +181,22 @@ def compare_clip(pipeline, head, sample: dict, task: str, args) -> tuple[list[di
     rgb = composite(sample["images"], 1.0)  # [1, V, F, 3, H, W] over white
     ring, F, size = args.views, rgb.shape[2], rgb.shape[-2:]
     caption, elevation = sample["caption"][0], sample["meta"][0]["elevations"][0]
-    given = {"video": rgb[0, 0]} if task == "video" else {"image": rgb[0, 0, 0]}
-    (_, ff), ff_cost = measure(device, feed_forward, pipeline, head, caption, given, ring, F, size, elevation, args.steps, args.seed)
+    given = {"video": {"video": rgb[0, 0]}, "image": {"image": rgb[0, 0, 0]}, "text": {}}[task]
+    (generated, ff), ff_cost = measure(device, feed_forward, pipeline, head, caption, given, ring, F, size, elevation, args.steps, args.seed)
     sds_config = SDSConfig(iters=args.sds_iters, num_gaussians=args.sds_gaussians, views=ring, frames=F, seed=args.seed)
     sds, sds_cost = measure(device, distill, pipeline, caption, **{k: v.to(device) for k, v in given.items()}, elevation=elevation,
                             config=sds_config, progress=not args.quiet)
     c2w, K = (t.to(device) for t in held_out_cameras(sample, ring))  # [1, E, F, 4, 4], [1, E, 3, 3]
     truth = sample["images"][:, ring:]  # [1, E, F, 4, H, W]
+    rerendered = render_at(ff, generated.c2w[None].to(device), generated.K[None].to(device), size).cpu()  # [1, V, F, 3, H, W]
+    consistency = {"feed_forward": scores(rerendered, generated.images[None])["psnr"], "sds": math.nan}
     rows, clips = [], [rgb[0, ring]]
     for method, gaussians, cost in (("feed_forward", ff, ff_cost), ("sds", sds.map(lambda t: t[None]), sds_cost)):
         views = render_at(gaussians, c2w, K, size).cpu()  # [1, E, F, 3, H, W]
-        rows.append({"key": sample["key"][0], "task": task, "method": method, **image_metrics(views, truth), **cost})
+        against = image_metrics(views, truth) if task != "text" else dict.fromkeys(TRUTH_COLUMNS, math.nan)
+        learnt = learned.score(views, composite(truth, 1.0) if task != "text" else None, caption)
+        rows.append({"key": sample["key"][0], "task": task, "method": method, **against,
+                     "consistency_psnr": consistency[method], **learnt, **cost})
         clips.append(views[0, 0])
     return rows, torch.stack(clips)  # [3, F, 3, H, W]
 
@@ -272,18 +213,20 @@ def summarise(rows: list[dict]) -> dict[tuple[str, str], dict[str, float]]:
     return means
 
 
-def compare_markdown(means: dict, clips: int, sds_iters: int) -> str:
-    """The means as a Markdown table, with each task's speed ratio (SDS seconds / feed-forward seconds)."""
+def compare_markdown(means: dict, clips: int, sds_iters: int, skipped: list[str]) -> str:
+    """The means as a Markdown table (n/a where a score does not apply or was skipped), each task's speed ratio
+    (SDS seconds / feed-forward seconds) and quality, and why any learned score was skipped."""
     lines = [f"{clips} held-out clips, SDS {sds_iters} iterations", "",
              "| task | method | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
     for (task, method), m in sorted(means.items()):
-        lines.append(f"| {task} | {method} | " + " | ".join(f"{m[c]:.3f}" for c in COLUMNS) + " |")
+        lines.append(f"| {task} | {method} | " + " | ".join("n/a" if math.isnan(m[c]) else f"{m[c]:.3f}" for c in COLUMNS) + " |")
     lines.append("")
     for task in sorted({t for t, _ in means}):
-        ratio = means[(task, "sds")]["seconds"] / max(means[(task, "feed_forward")]["seconds"], 1e-9)
-        lines.append(f"{task}-to-4D: SDS takes {ratio:.1f}x the feed-forward time "
-                     f"(PSNR {means[(task, 'feed_forward')]['psnr']:.2f} dB feed-forward, {means[(task, 'sds')]['psnr']:.2f} dB SDS)")
-    return "\n".join(lines)
+        ff, sds = means[(task, "feed_forward")], means[(task, "sds")]
+        quality = "psnr" if task != "text" else "clip_score"
+        lines.append(f"{task}-to-4D: SDS takes {sds['seconds'] / max(ff['seconds'], 1e-9):.1f}x the feed-forward time "
+                     f"({quality} {ff[quality]:.2f} feed-forward, {sds[quality]:.2f} SDS)")
+    return "\n".join(lines + [""] + skipped)
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -334,26 +277,30 @@ def run_compare(args) -> str:
     infer.check_model_folder(args.model)
     device = torch.device(args.device)
     pipeline, head = infer.load_models(args.model, device)
+    learned = load_learned_metrics(args.clip_model)
+    print("\n".join(learned.skipped))
     data = make_dataset(args.data, batch_size=1, shuffle=0, subset=Subset(views=args.views, random=False))
     args.out.mkdir(parents=True, exist_ok=True)
     rows, clips = [], 0
     for sample in data:
         for task in args.tasks:
-            clip_rows, video = compare_clip(pipeline, head, sample, task, args)
+            clip_rows, video = compare_clip(pipeline, head, sample, task, args, learned)
             rows += clip_rows
             infer.write_multiview_video(args.out / f"{sample['key'][0]}_{task}.mp4", video)
-            print(f"{sample['key'][0]} {task}: " + ", ".join(f"{r['method']} {r['psnr']:.2f} dB in {r['seconds']:.1f} s" for r in clip_rows))
+            print(f"{sample['key'][0]} {task}: " + ", ".join(
+                f"{r['method']} {r['psnr']:.2f} dB / consistency {r['consistency_psnr']:.2f} dB in {r['seconds']:.1f} s" for r in clip_rows))
         clips += 1
         if clips == args.max_clips:
             break
     if not rows:
         raise ValueError(f"no held-out clips in {args.data}")
     means = summarise(rows)
-    table = compare_markdown(means, clips, args.sds_iters)
+    table = compare_markdown(means, clips, args.sds_iters, learned.skipped)
     (args.out / "compare.md").write_text(table + "\n")
     write_csv(rows, args.out / "compare.csv")
-    points = [(f"{method} ({task})", m["seconds"], m["psnr"]) for (task, method), m in sorted(means.items())]
-    plot_quality_vs_seconds(points, args.out / "quality_vs_seconds.png")
+    points = [(f"{method} ({task})", m["seconds"], m["psnr"]) for (task, method), m in sorted(means.items()) if task != "text"]
+    if points:  # text-to-4D has no PSNR to plot
+        plot_quality_vs_seconds(points, args.out / "quality_vs_seconds.png")
     return table
 
 
@@ -373,7 +320,7 @@ def main(argv=None) -> None:
     cmp.add_argument("--data", required=True, help="held-out shards (e.g. shards/v1/val)")
     cmp.add_argument("--train-manifest", type=Path, required=True, help="the data set's manifest.json; no val asset may be in its train split")
     cmp.add_argument("--out", type=Path, default=Path("runs/compare"))
-    cmp.add_argument("--tasks", nargs="+", choices=("video", "image"), default=["video"])
+    cmp.add_argument("--tasks", nargs="+", choices=("video", "image", "text"), default=["video"])
     cmp.add_argument("--views", type=int, default=4, help="ring views the models generate")
     cmp.add_argument("--steps", type=int, default=20, help="feed-forward denoising steps")
     cmp.add_argument("--sds-iters", type=int, default=200, help="SDS optimisation steps per asset")
@@ -381,6 +328,7 @@ def main(argv=None) -> None:
     cmp.add_argument("--max-clips", type=int, default=2)
     cmp.add_argument("--seed", type=int, default=0)
     cmp.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    cmp.add_argument("--clip-model", default=DEFAULT_CLIP, help="CLIP for the CLIP score: a local folder or a cached id (skipped if absent)")
     cmp.add_argument("--quiet", action="store_true", help="no SDS progress bar")
     args = p.parse_args(argv)
     try:

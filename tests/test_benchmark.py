@@ -1,7 +1,9 @@
 """benchmark.py eval and compare: score model folders (and the SDS baseline) on held-out shards."""
 from __future__ import annotations
 
+import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -51,14 +53,20 @@ def compare_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
 
 def test_compare_writes_table_csv_plot_and_videos(tiny_model, tmp_path, capsys):
     data = write_synthetic_set(tmp_path / "data")
-    benchmark.main(compare_args(tiny_model, data, tmp_path / "out", "--tasks", "video", "image"))
+    benchmark.main(compare_args(tiny_model, data, tmp_path / "out", "--tasks", "video", "image", "text",
+                                "--clip-model", str(tmp_path / "no-clip")))
     out = tmp_path / "out"
-    lines = (out / "compare.csv").read_text().splitlines()
-    assert len(lines) == 1 + 2 * 2  # header + (video, image) x (feed-forward, SDS)
-    for name in ("compare.md", "quality_vs_seconds.png", "spheres__c000__o00_video.mp4", "spheres__c000__o00_image.mp4"):
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert len(rows) == 3 * 2  # (video, image, text) x (feed-forward, SDS)
+    for name in ("compare.md", "quality_vs_seconds.png", *(f"spheres__c000__o00_{t}.mp4" for t in ("video", "image", "text"))):
         assert (out / name).is_file(), name
+    by = {(r["task"], r["method"]): r for r in rows}
+    assert math.isfinite(float(by["video", "sds"]["psnr"])) and math.isnan(float(by["text", "sds"]["psnr"]))  # no truth for text
+    assert math.isfinite(float(by["text", "feed_forward"]["consistency_psnr"])) and math.isnan(float(by["text", "sds"]["consistency_psnr"]))
+    assert all(float(r["seconds"]) > 0 and float(r["peak_mb"]) > 0 for r in rows)
     printed = capsys.readouterr().out
-    assert "| video | sds |" in printed and "video-to-4D: SDS takes" in printed
+    assert "| video | sds |" in printed and "video-to-4D: SDS takes" in printed and "text-to-4D: SDS takes" in printed
+    assert "CLIP score skipped" in printed and "FVD skipped" in printed
 
 
 def test_compare_refuses_a_validation_set_sharing_an_asset_with_training(tiny_model, tmp_path):

@@ -1,12 +1,16 @@
-"""benchmark.py's metrics against known answers."""
+"""evaluation.metrics against known answers."""
 from __future__ import annotations
 
+import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from benchmark import flicker, flicker_error, image_metrics, masked_psnr, masked_ssim, measure
+from evaluation.learned import load_learned_metrics
+from evaluation.metrics import flicker, flicker_error, image_metrics, masked_psnr, masked_ssim, measure
 from recon.losses import psnr, ssim, ssim_map
 
 
@@ -67,3 +71,45 @@ def test_image_metrics_of_a_perfect_render_over_white():
 def test_measure_reports_seconds_and_peak_memory():
     result, cost = measure(torch.device("cpu"), lambda n: torch.ones(n).sum().item(), 4_000_000)  # a 16 MB tensor
     assert result == 4_000_000 and cost["seconds"] >= 0 and cost["peak_mb"] > 16
+
+
+def tiny_clip(folder: Path) -> Path:
+    """A random CLIP small enough to build in a second, with a character-level tokenizer and a 32 px processor."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab = {t: i for i, t in enumerate([*letters, *(c + "</w>" for c in letters), "<|startoftext|>", "<|endoftext|>"])}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    size = {"shortest_edge": 32}
+    processor = CLIPProcessor(CLIPImageProcessor(size=size, crop_size={"height": 32, "width": 32}), tokenizer)
+    small = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    config = CLIPConfig(text_config=dict(small, vocab_size=len(vocab), bos_token_id=len(vocab) - 2, eos_token_id=len(vocab) - 1),
+                        vision_config=dict(small, image_size=32, patch_size=8), projection_dim=8)
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def test_clip_score_is_100_times_the_models_own_cosine(tmp_path):
+    metrics = load_learned_metrics(str(tiny_clip(tmp_path)))
+    assert metrics.clip_model is not None and not any("CLIP" in s for s in metrics.skipped)
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    score = metrics.score(images, None, "a red fox")["clip_score"]
+    inputs = metrics.clip_processor(text=["a red fox"], images=list(images), return_tensors="pt", do_rescale=False)
+    with torch.no_grad():
+        out = metrics.clip_model(**inputs)  # the forward pass: logits = exp(logit_scale) * cosine
+    cosine = out.logits_per_image[:, 0] / metrics.clip_model.logit_scale.exp()  # [3]
+    assert score == pytest.approx((100 * cosine.clamp(min=0)).mean().item(), abs=1e-4)
+
+
+def test_learned_metrics_without_local_weights_are_skipped_with_a_reason(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "lpips", None)  # as on this machine: no lpips package
+    metrics = load_learned_metrics(str(tmp_path / "no-such-clip"))
+    assert metrics.clip_model is None and metrics.lpips is None
+    reasons = " | ".join(metrics.skipped)
+    assert "CLIP score skipped" in reasons and "LPIPS skipped" in reasons and "FVD skipped" in reasons
+    scores = metrics.score(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8), "a fox")
+    assert math.isnan(scores["clip_score"]) and math.isnan(scores["lpips"])

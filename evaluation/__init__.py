@@ -1,0 +1,1 @@
+"""Evaluation of generated 4D assets: metrics and the optional learned scores (see benchmark.py)."""

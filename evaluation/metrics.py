@@ -1,0 +1,79 @@
+"""Image and cost metrics of the benchmark harness: PSNR/SSIM (also masked to the object), temporal flicker, and
+seconds and peak memory of a call. PSNR and SSIM themselves live in recon.losses (one home for both)."""
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+from recon.losses import SSIM_WINDOW, composite, psnr, ssim, ssim_map
+
+
+def scores(rendered: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+    """PSNR (dB) and SSIM of images [..., 3, H, W] in [0, 1]."""
+    return {"psnr": psnr(rendered, truth).item(), "ssim": ssim(rendered, truth).item()}
+
+
+def masked_psnr(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """PSNR (dB, capped at 100 like recon.losses.psnr) of images [..., 3, H, W] over the pixels where mask [..., 1, H, W] is True."""
+    keep = mask.expand_as(x)
+    return psnr(x[keep], y[keep])
+
+
+def masked_ssim(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM of images [..., 3, H, W] over the window centres where mask [..., 1, H, W] is True (NaN if none)."""
+    values = ssim_map(x, y)  # [M, 3, H - 10, W - 10]
+    r = SSIM_WINDOW // 2  # the valid convolution drops r pixels on each side
+    centres = mask.reshape(-1, *mask.shape[-3:])[..., r:-r, r:-r].expand_as(values)
+    return values[centres].mean()
+
+
+def flicker(frames: torch.Tensor) -> torch.Tensor:
+    """Mean absolute frame-to-frame change of images [..., F, 3, H, W] (0 for a still clip)."""
+    return (frames[..., 1:, :, :, :] - frames[..., :-1, :, :, :]).abs().mean()
+
+
+def flicker_error(rendered: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """|flicker(rendered) - flicker(truth)| of clips [..., F, 3, H, W]: too much or too little change over time."""
+    return (flicker(rendered) - flicker(truth)).abs()
+
+
+def image_metrics(rendered: torch.Tensor, truth_rgba: torch.Tensor) -> dict[str, float]:
+    """Every image metric of renders [..., F, 3, H, W] over white against ground-truth RGBA [..., F, 4, H, W].
+
+    Masked metrics count only the object (ground-truth alpha > 0.5).
+    """
+    truth, mask = composite(truth_rgba, 1.0), truth_rgba[..., 3:, :, :] > 0.5
+    return {**scores(rendered, truth), "psnr_masked": masked_psnr(rendered, truth, mask).item(),
+            "ssim_masked": masked_ssim(rendered, truth, mask).item(), "flicker_error": flicker_error(rendered, truth).item()}
+
+
+def _peak_rss_mb() -> float:
+    """The process's peak resident memory (MB) since the last reset (/proc on Linux; else since it started)."""
+    try:
+        line = next(row for row in Path("/proc/self/status").read_text().splitlines() if row.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(device: torch.device, fn, *args, **kwargs):
+    """(fn's result, {"seconds", "peak_mb"}): wall-clock seconds, and peak memory while it ran in MB: allocated CUDA
+    memory on CUDA, the process's peak resident memory on the CPU (torch's CPU tensors escape tracemalloc)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak RSS to the current RSS
+        except OSError:
+            pass
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mb()
+    return result, {"seconds": round(seconds, 3), "peak_mb": round(peak, 1)}
