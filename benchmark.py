@@ -225,7 +225,7 @@ def compare_markdown(means: dict, clips: int, sds_iters: int, skipped: list[str]
         ff, sds = means[(task, "feed_forward")], means[(task, "sds")]
         quality = "psnr" if task != "text" else "clip_score"
         lines.append(f"{task}-to-4D: SDS takes {sds['seconds'] / max(ff['seconds'], 1e-9):.1f}x the feed-forward time "
-                     f"({quality} {ff[quality]:.2f} feed-forward, {sds[quality]:.2f} SDS)")
+                     f"({quality} {ff[quality]:.2f} feed-forward, {sds[quality]:.2f} SDS)".replace("nan", "n/a"))
     return "\n".join(lines + [""] + skipped)
 
 
