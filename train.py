@@ -175,7 +175,7 @@ def load_weights(model: torch.nn.Module, folder: str) -> None:
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:  # missing, unexpected or differently shaped tensors
-        raise SystemExit(f"--init-from {folder}: the weights do not fit this model: {str(error).splitlines()[1].strip()}")
+        raise SystemExit(f"--init-from {folder}: the weights do not fit this model: {str(error).strip().splitlines()[-1].strip()}")
 
 
 # ----------------------------------------------------------------------------- the two stages
