@@ -188,13 +188,14 @@ def compare_clip(pipeline, head, sample: dict, task: str, args, learned) -> tupl
                             config=sds_config, progress=not args.quiet)
     c2w, K = (t.to(device) for t in held_out_cameras(sample, ring))  # [1, E, F, 4, 4], [1, E, 3, 3]
     truth = sample["images"][:, ring:]  # [1, E, F, 4, H, W]
+    truth_rgb = composite(truth, 1.0) if task != "text" else None  # [1, E, F, 3, H, W] over white; text has no truth
     rerendered = render_at(ff, generated.c2w[None].to(device), generated.K[None].to(device), size).cpu()  # [1, V, F, 3, H, W]
     consistency = {"feed_forward": scores(rerendered, generated.images[None])["psnr"], "sds": math.nan}
     rows, clips = [], [rgb[0, ring]]
     for method, gaussians, cost in (("feed_forward", ff, ff_cost), ("sds", sds.map(lambda t: t[None]), sds_cost)):
         views = render_at(gaussians, c2w, K, size).cpu()  # [1, E, F, 3, H, W]
         against = image_metrics(views, truth) if task != "text" else dict.fromkeys(TRUTH_COLUMNS, math.nan)
-        learnt = learned.score(views, composite(truth, 1.0) if task != "text" else None, caption)
+        learnt = learned.score(views, truth_rgb, caption)
         rows.append({"key": sample["key"][0], "task": task, "method": method, **against,
                      "consistency_psnr": consistency[method], **learnt, **cost})
         clips.append(views[0, 0])
@@ -213,19 +214,24 @@ def summarise(rows: list[dict]) -> dict[tuple[str, str], dict[str, float]]:
     return means
 
 
+def cell(value: float, digits: int = 3) -> str:
+    """A number for the table, or n/a where a score does not apply or was skipped (NaN)."""
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
 def compare_markdown(means: dict, clips: int, sds_iters: int, skipped: list[str]) -> str:
     """The means as a Markdown table (n/a where a score does not apply or was skipped), each task's speed ratio
     (SDS seconds / feed-forward seconds) and quality, and why any learned score was skipped."""
     lines = [f"{clips} held-out clips, SDS {sds_iters} iterations", "",
              "| task | method | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
     for (task, method), m in sorted(means.items()):
-        lines.append(f"| {task} | {method} | " + " | ".join("n/a" if math.isnan(m[c]) else f"{m[c]:.3f}" for c in COLUMNS) + " |")
+        lines.append(f"| {task} | {method} | " + " | ".join(cell(m[c]) for c in COLUMNS) + " |")
     lines.append("")
     for task in sorted({t for t, _ in means}):
         ff, sds = means[(task, "feed_forward")], means[(task, "sds")]
         quality = "psnr" if task != "text" else "clip_score"
         lines.append(f"{task}-to-4D: SDS takes {sds['seconds'] / max(ff['seconds'], 1e-9):.1f}x the feed-forward time "
-                     f"({quality} {ff[quality]:.2f} feed-forward, {sds[quality]:.2f} SDS)".replace("nan", "n/a"))
+                     f"({quality} {cell(ff[quality], 2)} feed-forward, {cell(sds[quality], 2)} SDS)")
     return "\n".join(lines + [""] + skipped)
 
 
