@@ -31,7 +31,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from diffusers.training_utils import EMAModel
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from data.preview import grid_image
@@ -116,8 +116,10 @@ def checkpoints(out: Path) -> list[Path]:
     return sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
 
 
-def save_checkpoint(accelerator: Accelerator, out: Path, step: int, state: dict, keep_last: int) -> Path:
-    """`save_state` into a temporary folder, then rename: a crash mid-write leaves the previous checkpoint intact."""
+def save_checkpoint(accelerator: Accelerator, out: Path, step: int, state: dict, ema: dict[str, torch.Tensor], keep_last: int) -> Path:
+    """`save_state` and the EMA weights into a temporary folder, then rename: a crash mid-write leaves the previous
+    checkpoint intact. The EMA goes to ema.safetensors rather than through `register_for_checkpointing`, which
+    accelerate would pickle and load back with weights_only=False."""
     final = out / "checkpoints" / f"step-{step:07d}"
     tmp = out / "checkpoints" / f".tmp-step-{step:07d}"
     if accelerator.is_main_process and tmp.exists():
@@ -126,6 +128,7 @@ def save_checkpoint(accelerator: Accelerator, out: Path, step: int, state: dict,
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        save_file(ema, str(tmp / EMA_FILE))
         (tmp / "train_state.json").write_text(json.dumps(state, indent=1))
         tmp.rename(final)
         for old in checkpoints(out)[:-keep_last]:
@@ -147,6 +150,24 @@ def find_resume(resume: str, out: Path) -> Path | None:
     if not (path / "train_state.json").is_file():
         raise SystemExit(f"--resume {resume}: not a checkpoint folder (no train_state.json)")
     return path
+
+
+EMA_FILE = "ema.safetensors"
+
+
+def ema_tensors(ema: EMAModel, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The EMA weights keyed by the model's parameter names (EMAModel keeps them in `parameters()` order)."""
+    return {name: shadow.detach().cpu().contiguous() for (name, _), shadow in zip(model.named_parameters(), ema.shadow_params)}
+
+
+def load_ema(ema: EMAModel, model: torch.nn.Module, checkpoint: Path, ema_step: int) -> None:
+    """Restore the EMA weights and its step count (which sets its warm-up decay) from a checkpoint folder."""
+    if not (checkpoint / EMA_FILE).is_file():
+        raise SystemExit(f"--resume {checkpoint}: no {EMA_FILE} (checkpoints from before it existed cannot be resumed)")
+    saved = load_file(checkpoint / EMA_FILE)
+    for (name, _), shadow in zip(model.named_parameters(), ema.shadow_params):
+        shadow.copy_(saved[name])
+    ema.optimization_step = ema_step
 
 
 MODEL_FIELDS = ("preset", "views", "extra_views", "frames", "prediction")  # what a checkpoint's weights depend on
@@ -320,12 +341,12 @@ def train(stage_name: str, cfg: TrainConfig) -> dict:
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.warmup, cfg.steps, cfg.min_lr_ratio))
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
     ema.to(accelerator.device)
-    accelerator.register_for_checkpointing(ema)
 
     step = 0
     if resume_from is not None:
         accelerator.load_state(str(resume_from))
         step = json.loads((resume_from / "train_state.json").read_text())["step"]
+        load_ema(ema, accelerator.unwrap_model(model), resume_from, step)
     (out / "samples").mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:
         (out / "config.json").write_text(json.dumps({"stage": stage_name, **dataclasses.asdict(cfg)}, indent=1))
@@ -391,7 +412,8 @@ def train(stage_name: str, cfg: TrainConfig) -> dict:
             with ema_weights(ema, accelerator.unwrap_model(model)):
                 stage.preview(accelerator.unwrap_model(model), batch, out / "samples" / f"step-{step:07d}.png")
         if step % cfg.save_every == 0 or step in (cfg.steps, cfg.stop_at):
-            save_checkpoint(accelerator, out, step, {**state, "config": dataclasses.asdict(cfg)}, cfg.keep_last)
+            save_checkpoint(accelerator, out, step, {**state, "config": dataclasses.asdict(cfg)},
+                            ema_tensors(ema, accelerator.unwrap_model(model)), cfg.keep_last)
         if step == cfg.stop_at:
             bar.write(f"stopped at step {step} (--stop-at); continue with --resume latest")
             accelerator.end_training()

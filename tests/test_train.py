@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import train
 
@@ -66,8 +67,15 @@ def test_resumed_run_continues_the_uninterrupted_loss_curve(demo_shards, tmp_pat
     straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
     assert len(resumed) == 6  # steps 1-3, then 4-6 after the resume
     assert resumed == pytest.approx(straight, rel=1e-5)
-    state = json.loads((tmp_path / "resumed" / "checkpoints" / "step-0000006" / "train_state.json").read_text())
+    last = tmp_path / "resumed" / "checkpoints" / "step-0000006"
+    state = json.loads((last / "train_state.json").read_text())
     assert state["step"] == 6 and state["batches"] == 6
+    assert not list(last.glob("custom_checkpoint*"))  # nothing accelerate would unpickle with weights_only=False
+    exported = [load_file(tmp_path / run / "model" / "transformer" / "diffusion_pytorch_model.safetensors")
+                for run in ("straight", "resumed")]
+    assert exported[0].keys() == exported[1].keys()
+    for name, tensor in exported[0].items():  # the EMA (and its warm-up decay) survived the resume
+        torch.testing.assert_close(exported[1][name], tensor, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.slow
@@ -84,7 +92,8 @@ def test_killing_a_run_mid_checkpoint_leaves_loadable_checkpoints(demo_shards, t
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = train.checkpoints(out)
-    assert done and all((c / "train_state.json").is_file() and (c / "model.safetensors").is_file() for c in done)
+    files = ("train_state.json", "model.safetensors", train.EMA_FILE)
+    assert done and all((c / name).is_file() for c in done for name in files)
     last = json.loads((done[-1] / "train_state.json").read_text())["step"]
     run_train("diffusion", "--data", demo_shards / "train", "--out", out, "--steps", last + 2, "--save-every", 1,
               "--num-workers", 0, "--resume", "latest")
