@@ -155,7 +155,7 @@ def generate(prompt: str, out: Path, model: Path, settings: Settings, device: st
     generator = torch.Generator().manual_seed(settings.seed)
     result = stages.run("multiview video", pipeline, prompt, **given, num_views=V, num_frames=F, elevation=settings.elevation,
                         num_inference_steps=settings.steps, guidance_scale=settings.guidance, generator=generator)
-    gaussians = stages.run("4D Gaussians", reconstruct, head, result, settings.refine_steps, stages)
+    gaussians = stages.run("4D Gaussians", reconstruct, head, result, settings.refine_steps)
 
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -178,7 +178,7 @@ def generate(prompt: str, out: Path, model: Path, settings: Settings, device: st
     return meta
 
 
-def reconstruct(head, result, refine_steps: int, stages: Stages):
+def reconstruct(head, result, refine_steps: int):
     """Generated views and cameras -> Gaussians [F, N] (refined against the views when refine_steps > 0)."""
     device = next(head.parameters()).device
     images = result.images[None].to(device)  # [1, V, F, 3, H, W]
@@ -186,10 +186,13 @@ def reconstruct(head, result, refine_steps: int, stages: Stages):
     with torch.no_grad():
         gaussians = head(images, c2w, K)  # [1, F, N]
     if refine_steps > 0:
+        from recon.losses import LossWeights
         from recon.refine import refine
 
         rgba = torch.cat([images, torch.ones_like(images[:, :, :, :1])], dim=3)  # [1, V, F, 4, H, W] (opaque over white)
-        gaussians = refine(gaussians, {"images": rgba, "c2w": c2w, "K": K}, steps=refine_steps)
+        # Generated views carry no alpha: fit only the colour over white. An alpha target of 1 everywhere would
+        # grow the splats until they fill the frame.
+        gaussians = refine(gaussians, {"images": rgba, "c2w": c2w, "K": K}, steps=refine_steps, weights=LossWeights(alpha=0.0))
     return gaussians.map(lambda t: t[0].cpu())  # [F, N]
 
 

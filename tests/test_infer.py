@@ -41,6 +41,16 @@ def test_same_seed_gives_the_same_gaussians(tiny_model, tmp_path):
     run(tiny_model, tmp_path / "b", "--seed", 3)
     a, b = (read_ply(tmp_path / x / "ply" / "frame_001.ply") for x in "ab")
     assert torch.equal(a.means, b.means) and torch.equal(a.colours, b.colours)
+    run(tiny_model, tmp_path / "c", "--seed", 4)
+    assert not torch.equal(read_ply(tmp_path / "c" / "ply" / "frame_001.ply").colours, a.colours)
+
+
+def test_refinement_changes_the_gaussians_and_is_recorded(tiny_model, tmp_path):
+    run(tiny_model, tmp_path / "plain")
+    run(tiny_model, tmp_path / "refined", "--refine-steps", 3)
+    plain, refined = (read_ply(tmp_path / x / "ply" / "frame_000.ply") for x in ("plain", "refined"))
+    assert plain.num_gaussians == refined.num_gaussians and not torch.equal(plain.colours, refined.colours)
+    assert json.loads((tmp_path / "refined" / "meta.json").read_text())["settings"]["refine_steps"] == 3
 
 
 def test_image_and_video_conditioning(tiny_model, tmp_path):
