@@ -2,7 +2,7 @@
 
     python train.py diffusion --preset tiny --data shards/demo/train --val-data shards/demo/val --out runs/dit
     python train.py recon --preset cpu-small --data shards/demo/train --out runs/recon --steps 2000
-    accelerate launch --config_file configs/accelerate/8gpu.yaml train.py diffusion --preset base ...
+    accelerate launch --config_file configs/accelerate/1node-8gpu.yaml train.py diffusion --preset base ...
 
 Every option is on the command line (`python train.py diffusion --help`); a preset sets the model size and
 the training defaults, options override them. Data stream from webdataset shards split by node and worker
@@ -13,6 +13,7 @@ The EMA weights are exported with `save_pretrained` to OUT/model, the folder inf
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import hashlib
@@ -101,11 +102,18 @@ def parse_args(argv: list[str]) -> tuple[str, TrainConfig]:
     if not argv or argv[0] not in STAGES:
         raise SystemExit(f"usage: python train.py {{{','.join(STAGES)}}} [--preset NAME] [options]; see --help of a stage")
     stage, rest = argv[0], argv[1:]
-    preset = next((rest[i + 1] for i, a in enumerate(rest[:-1]) if a == "--preset"), "tiny")
+    # The preset picks the defaults the other options override, so it is read before the full parse
+    # (both `--preset NAME` and `--preset=NAME`).
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--preset", default="tiny")
+    preset = first.parse_known_args(rest)[0].preset
     if preset not in TRAIN_PRESETS:
         raise SystemExit(f"unknown preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
     default = TrainConfig(preset=preset, **TRAIN_PRESETS[preset])
-    return stage, tyro.cli(TrainConfig, default=default, args=rest, prog=f"train.py {stage}")
+    cfg = tyro.cli(TrainConfig, default=default, args=rest, prog=f"train.py {stage}")
+    if cfg.keep_last < 1:
+        raise SystemExit(f"--keep-last must be at least 1 (the checkpoint a resume needs), got {cfg.keep_last}")
+    return stage, cfg
 
 
 # ----------------------------------------------------------------------------- checkpoints

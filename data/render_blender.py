@@ -1,7 +1,7 @@
 """Render one animated glTF clip with Blender (bpy) into V views x F frames of RGBA, with exact cameras.
 
 Runs inside a Python that can `import bpy` (the `render` extra). The build runs each asset in its own
-process (`python -m data.render_blender JOB.json`), so a Blender crash costs one asset, not the run.
+process (`python -m data.build worker JOB.json RESULT.json`), so a Blender crash costs one asset, not the run.
 
 What happens for a clip:
   1. import the file into an empty scene, activate the clip's action on every animated datablock;

@@ -54,7 +54,7 @@ def build_head(preset: str, **overrides) -> GaussianHead4D:
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Multi-head attention [B, heads, L, d] -> [B, heads, L, d]; the one place a kernel is chosen."""
+    """Multi-head attention [B, heads, L, d] -> [B, heads, L, d]; the head's one attention call (PyTorch's SDPA picks the kernel)."""
     return F.scaled_dot_product_attention(q, k, v)
 
 

@@ -153,3 +153,14 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
     assert train.lr_factor(100, 10, 100, 0.1) == pytest.approx(0.1)
+
+
+def test_preset_sets_the_defaults_in_either_spelling():
+    for argv in (["--preset", "cpu-small"], ["--preset=cpu-small"]):
+        stage, cfg = train.parse_args(["diffusion", *argv])
+        assert stage == "diffusion" and cfg.preset == "cpu-small" and cfg.steps == train.TRAIN_PRESETS["cpu-small"]["steps"]
+    assert train.parse_args(["recon", "--preset=cpu-small", "--steps", "7"])[1].steps == 7  # options override the preset
+    with pytest.raises(SystemExit, match="unknown preset 'huge'"):
+        train.parse_args(["diffusion", "--preset=huge"])
+    with pytest.raises(SystemExit, match="--keep-last must be at least 1"):
+        train.parse_args(["diffusion", "--keep-last", "0"])
