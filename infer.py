@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from data.atomic import replace_folder
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "zoetrope4d-cpu-small"
 
@@ -194,17 +195,6 @@ def reconstruct(head, result, refine_steps: int):
         # grow the splats until they fill the frame.
         gaussians = refine(gaussians, {"images": rgba, "c2w": c2w, "K": K}, steps=refine_steps, weights=LossWeights(alpha=0.0))
     return gaussians.map(lambda t: t[0].cpu())  # [F, N]
-
-
-def replace_folder(tmp: Path, out: Path) -> None:
-    """Move the finished folder `tmp` to `out`; an older `out` is removed only after the new one is complete."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

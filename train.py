@@ -35,6 +35,7 @@ from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from data.atomic import replace_folder
 from data.preview import grid_image
 from data.stream import Subset, make_loader, resolve_shards
 
@@ -138,7 +139,7 @@ def save_checkpoint(accelerator: Accelerator, out: Path, step: int, state: dict,
     if accelerator.is_main_process:
         save_file(ema, str(tmp / EMA_FILE))
         (tmp / "train_state.json").write_text(json.dumps(state, indent=1))
-        tmp.rename(final)
+        replace_folder(tmp, final)
         for old in checkpoints(out)[:-keep_last]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
@@ -484,8 +485,7 @@ def export_ema(stage, ema: EMAModel, accelerator: Accelerator, out: Path, stage_
     shutil.rmtree(tmp, ignore_errors=True)
     stage.export(model, tmp)
     (tmp / "train_config.json").write_text(json.dumps({"stage": stage_name, **dataclasses.asdict(cfg)}, indent=1))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    replace_folder(tmp, final)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data.assets import AssetError, Clip, asset_id_for, find_assets, list_clips
+from data.atomic import atomic_path
 from data.objaverse import ObjaverseUnreachable
 from data.render_blender import RenderSettings
 
@@ -153,9 +154,9 @@ def collect_sources(args) -> list[tuple[Path, dict]]:
 
 
 def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    """`data` as indented JSON at `path`, which never holds half a file."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1))
 
 
 def build(args) -> dict:

@@ -37,6 +37,8 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import torch
 
+from data.atomic import atomic_path
+
 # Objaverse's `license` values are Sketchfab slugs. The default keeps the licences that allow
 # commercial use and derivatives without passing terms on: CC0 and CC-BY (credit the author).
 # Excluded by default: NC (non-commercial) and ND (no derivatives; renders are derivatives),
@@ -273,15 +275,11 @@ def _socket_timeout(seconds: float | None) -> Iterator[None]:
 
 def _place(src: Path, dst: Path) -> None:
     """Put `src` at `dst` atomically: a hard link where the file system allows it, else a copy."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(dst) as tmp:
         try:
             os.link(src, tmp)  # no second copy of the download cache
         except OSError:
             shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _unreachable(e: BaseException) -> ObjaverseUnreachable:

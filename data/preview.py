@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 import webdataset as wds
 from PIL import Image, ImageDraw
 
+from data.atomic import atomic_path
 from data.shards import decode_sample, images_to_grid
 from data.stream import resolve_shards
 
@@ -72,10 +72,8 @@ def main(argv=None) -> None:
         sheet = contact_sheet(args.shards, args.max_samples, args.columns)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp-{os.getpid()}.png")
-    sheet.save(tmp)
-    os.replace(tmp, args.out)
+    with atomic_path(args.out) as tmp:
+        sheet.save(tmp, format="PNG")
     print(f"wrote {args.out} ({sheet.width}x{sheet.height}, {args.max_samples} samples at most)")
 
 

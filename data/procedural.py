@@ -26,13 +26,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pygltflib
+
+from data.atomic import atomic_path
 
 FPS = 24  # keys per second: Blender's importer maps glTF seconds onto frames at the scene's 24 fps
 GENERATOR = "zoetrope4d.procedural"
@@ -799,9 +800,8 @@ def write_assets(n: int, out_dir, seed: int = 0) -> list[Path]:
     for index in range(n):
         path = out_dir / f"proc-{_family_of(index, None)}-{index:05d}.glb"
         if not path.exists():
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            make_asset(index, seed).save(tmp)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                make_asset(index, seed).save(tmp)
         paths.append(path)
     return paths
 

@@ -17,6 +17,8 @@ import torch
 import webdataset as wds
 from PIL import Image
 
+from data.atomic import atomic_path
+
 FORMAT_VERSION = 1
 
 
@@ -79,15 +81,10 @@ def decode_sample(sample: dict) -> dict:
 def write_shard(path: str | Path, samples: list[dict]) -> Path:
     """Write encoded samples to a tar shard atomically: a temporary name in the same folder, then rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         with wds.TarWriter(str(tmp)) as sink:
             for sample in samples:
                 sink.write(sample)
         with open(tmp, "rb") as f:  # the data must be on disk before the rename makes it visible
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -53,7 +53,7 @@ def resolve_shards(spec: str | Path | list) -> list[str]:
             if "://" in url or url.startswith("pipe:"):
                 urls.append(url)
             elif Path(url).is_dir():
-                urls += sorted(str(p) for p in Path(url).glob("*.tar"))
+                urls += sorted(str(p) for p in Path(url).glob("*.tar") if not p.name.startswith("."))  # not a shard being written
             else:
                 urls += sorted(glob.glob(url))
     if not urls:

@@ -7,8 +7,6 @@ Files are written under a temporary name and renamed, so a reader never sees hal
 """
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -16,6 +14,7 @@ import numpy as np
 import torch
 from plyfile import PlyData, PlyElement
 
+from data.atomic import atomic_path
 from data.cameras import fit_distance, intrinsics_from_fov, orbit_c2w
 from recon.gaussians import Gaussians
 from recon.render import render
@@ -27,19 +26,6 @@ PLY_FIELDS = (
     + [f"scale_{i}" for i in range(3)]
     + [f"rot_{i}" for i in range(4)]
 )
-
-
-@contextmanager
-def _atomic_path(path: str | Path):
-    """Yield a temporary path beside `path` (same suffix, for writers that pick a format by it); rename on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_ply(path: str | Path, gaussians: Gaussians) -> Path:
@@ -58,7 +44,7 @@ def write_ply(path: str | Path, gaussians: Gaussians) -> Path:
     vertices = np.empty(len(columns), dtype=[(name, "f4") for name in PLY_FIELDS])
     for i, name in enumerate(PLY_FIELDS):
         vertices[name] = columns[:, i]
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         PlyData([PlyElement.describe(vertices, "vertex")]).write(str(tmp))
     return Path(path)
 
@@ -117,6 +103,6 @@ def write_orbit_video(
         shown = gaussians.map(lambda t: t[frame_of])  # [K, N]: the animation frame each video frame shows
         rgb = render(shown, c2w[:, None], K, size, size, background).rgb[:, 0]  # [K, 3, H, W]
     frames = (rgb.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # [K, H, W, 3]
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         imageio.mimwrite(tmp, list(frames), fps=fps, codec="libx264", macro_block_size=1, quality=8)
     return Path(path)

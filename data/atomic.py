@@ -1,0 +1,45 @@
+"""Writes that never leave half a file or folder under its final name: write beside it, then rename.
+
+Every writer of the package (shards, manifests, checkpoints, exported models, .ply files, videos, inference
+outputs) goes through these two, so a killed process or a failing writer leaves the previous version intact.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write; it replaces `path` when the block ends and is removed if it raises.
+
+    The temporary name is hidden (a leading dot), carries the process id (concurrent writers do not collide) and
+    keeps the suffix, for writers that pick a format by it (imageio, PIL).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def replace_folder(tmp: Path, out: Path) -> None:
+    """Move the finished folder `tmp` to `out`. An older `out` is set aside first and removed only once the new one
+    is in place; if the move fails, the older one is put back."""
+    old = out.with_name(f".{out.name}.old-{os.getpid()}") if out.exists() else None
+    if old is not None:
+        out.rename(old)
+    try:
+        tmp.rename(out)
+    except OSError:
+        if old is not None:
+            old.rename(out)
+        raise
+    if old is not None:
+        shutil.rmtree(old)

@@ -1,0 +1,31 @@
+"""data.atomic: a failed write or move never leaves half a file, and never loses the previous version."""
+from __future__ import annotations
+
+import pytest
+
+from data.atomic import atomic_path, replace_folder
+
+
+def test_atomic_path_replaces_on_success_and_keeps_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "sub" / "clip.mp4"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.suffix == ".mp4" and tmp.name.startswith(".")
+        tmp.write_text("first")
+    assert target.read_text() == "first"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("writer failed")
+    assert target.read_text() == "first" and [p.name for p in target.parent.iterdir()] == ["clip.mp4"]
+
+
+def test_replace_folder_swaps_and_restores_the_old_folder_when_the_move_fails(tmp_path):
+    out, new = tmp_path / "out", tmp_path / "new"
+    out.mkdir()
+    (out / "a.txt").write_text("old")
+    new.mkdir()
+    (new / "a.txt").write_text("new")
+    replace_folder(new, out)
+    assert (out / "a.txt").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    with pytest.raises(FileNotFoundError):
+        replace_folder(tmp_path / "missing", out)  # the move fails: the previous folder is put back
+    assert (out / "a.txt").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
