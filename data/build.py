@@ -150,6 +150,11 @@ def collect_sources(args) -> list[tuple[Path, dict]]:
                     for e in entries if e.uid in paths]
     if not sources:
         raise SystemExit("nothing to build: give --gltf-dir, --procedural N or --objaverse-ids FILE")
+    seen: dict[str, Path] = {}
+    for path, _ in sources:  # a shard and its manifest entry are named by the id: two files must not share one
+        first = seen.setdefault(asset_id_for(path), path)
+        if first != path:
+            raise SystemExit(f"{first} and {path} have the same asset id {asset_id_for(path)!r}; rename one of them")
     return sources
 
 
@@ -170,7 +175,12 @@ def build(args) -> dict:
         views=args.views, frames=args.frames, size=args.size, extra_views=args.extra_views, fov=args.fov,
         elevation=args.elevation, samples=args.samples, lighting=args.lighting, max_seconds=args.max_seconds,
     )
-    manifest["settings"] = {**asdict(settings), "orbits": args.orbits}
+    record = json.loads(json.dumps({**asdict(settings), "orbits": args.orbits, "procedural_seed": args.seed}))  # as saved
+    before = manifest.get("settings", {})
+    changed = {k: (before[k], record[k]) for k in before.keys() & record.keys() if before[k] != record[k]}
+    if changed:  # the skip-what-is-written rule would mix two data sets in one folder
+        raise SystemExit(f"{args.out} was built with other settings (before, now): {changed}; build into a new --out")
+    manifest["settings"] = record
     val_assets = frozenset(args.val_assets)
     threads = max(1, (os.cpu_count() or 1) // args.workers)  # Blender threads per worker process
 
@@ -233,7 +243,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--val-assets", type=lambda s: s.split(","), default=[], help="comma-separated asset ids forced into val")
     p.add_argument("--workers", type=int, default=2, help="parallel Blender processes")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="procedural data set seed")
     args = p.parse_args(argv)
     if args.views < 1 or args.frames < 1 or args.size < 8 or args.workers < 1:
         p.error("--views, --frames and --workers must be positive and --size at least 8")

@@ -115,6 +115,12 @@ def test_build_skips_bad_files_with_a_message(tmp_path, capsys):
     assert "skip corrupt.glb" in out and "not a readable glTF" in out and "train/skipped 1" in out
     with pytest.raises(SystemExit, match="no such folder"):
         build.main(["--gltf-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
+    (tmp_path / "in" / "corrupt.gltf").write_bytes(b"{}")  # the same stem, so the same shard name
+    with pytest.raises(SystemExit, match="have the same asset id 'corrupt'"):
+        build.main(["--gltf-dir", str(tmp_path / "in"), "--out", str(tmp_path / "out")])
+    (tmp_path / "in" / "corrupt.gltf").unlink()
+    with pytest.raises(SystemExit, match=r"built with other settings \(before, now\): \{'procedural_seed': \(0, 1\)\}"):
+        build.main(["--gltf-dir", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--seed", "1"])
 
 
 def test_corrupt_and_truncated_samples_are_skipped_and_counted(tmp_path):
