@@ -99,6 +99,9 @@ def mean_of(results: list[dict]) -> dict:
 
 
 def run_eval(args) -> dict:
+    """`eval`: score the model on held-out clips (recon head, video-to-4D, text-to-4D consistency).
+
+    Writes a PNG per clip and eval.json into --out; returns the summary written there."""
     import infer
 
     infer.check_model_folder(args.model)

@@ -198,6 +198,7 @@ def reconstruct(head, result, refine_steps: int):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The command line (see the module docstring); exits with a message on impossible values."""
     p = argparse.ArgumentParser(prog="python infer.py", description=__doc__.split("\n\n")[0])
     p.add_argument("prompt", help="what to generate, e.g. \"a small red ball bouncing\"")
     p.add_argument("--out", type=Path, required=True, help="output folder (replaced when the run completes)")
@@ -223,6 +224,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
+    """`python infer.py PROMPT --out DIR [options]`: generate, write the outputs, print the seconds per stage.
+
+    Bad input exits non-zero with a message and writes nothing."""
     args = parse_args(argv)
     settings = Settings(args.views, args.frames, args.steps, args.guidance, args.seed, args.elevation, args.video_size, args.refine_steps)
     try:

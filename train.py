@@ -232,12 +232,14 @@ class DiffusionStage:
         self.defaults = PipelineDefaults(num_views=views, num_frames=frames, height=grid.height, width=grid.width)
 
     def loss(self, model, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        """The flow-matching loss of one batch (model/diffusion.py) and no extra metrics."""
         from model.diffusion import diffusion_loss
 
         text = self.text_encoder(batch["caption"])  # [B, L, D_text]
         return diffusion_loss(model, self.scheduler, batch, text, self.null_text, self.objective, generator), {}
 
     def pipeline(self, model):
+        """A MultiViewVideoPipeline around `model` with this stage's scheduler and text encoder (previews, export)."""
         from model.pipeline import MultiViewVideoPipeline
         from model.presets import build_scheduler
 
@@ -253,6 +255,7 @@ class DiffusionStage:
         grid_image(torch.cat([out.images, truth])).save(path)
 
     def export(self, model, path: Path) -> None:
+        """The whole pipeline folder (transformer, scheduler, pipeline.json), the folder infer.py loads as diffusion/."""
         self.pipeline(model).save_pretrained(path)
 
 
@@ -284,6 +287,7 @@ class ReconStage:
         grid_image(torch.stack([rendered.cpu(), composite(images[0, :, 0], 1.0).cpu()])).save(path)
 
     def export(self, model, path: Path) -> None:
+        """The head's weights and config, the folder infer.py loads as recon/."""
         model.save_pretrained(path)
 
 
@@ -302,10 +306,12 @@ def forever(loader):
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
+    """The batch's tensors moved to `device`; other values (keys, captions) as they are."""
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def make_accelerator(cfg: TrainConfig, out: Path) -> Accelerator:
+    """An Accelerator with the run's precision (auto: bf16 where the GPU has it), accumulation and trackers in OUT."""
     precision = cfg.mixed_precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
@@ -437,6 +443,7 @@ def train(stage_name: str, cfg: TrainConfig) -> dict:
 
 
 def audit(out: Path, accelerator: Accelerator, lines: str) -> None:
+    """Append `lines` to this rank's audit file (--audit: which samples each rank saw, the final weights' hash)."""
     with open(out / f"audit-rank{accelerator.process_index}.txt", "a") as f:
         f.write(lines)
 
@@ -489,6 +496,7 @@ def export_ema(stage, ema: EMAModel, accelerator: Accelerator, out: Path, stage_
 
 
 def main(argv: list[str] | None = None) -> None:
+    """`python train.py STAGE [options]`: train, then print the last logged metrics as JSON on rank 0."""
     stage, cfg = parse_args(sys.argv[1:] if argv is None else argv)
     last = train(stage, cfg)
     if last.get("step") is not None and int(os.environ.get("RANK", "0")) == 0:

@@ -221,6 +221,7 @@ def build(args) -> dict:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The build's command line; exits with a message on impossible values."""
     p = argparse.ArgumentParser(prog="python -m data.build", description=__doc__.split("\n\n")[0])
     p.add_argument("--gltf-dir", type=Path, action="append", default=[], help="a folder of .glb/.gltf files (repeatable)")
     p.add_argument("--procedural", type=int, default=0, help="number of procedural assets to generate")

@@ -48,6 +48,8 @@ class Grid:
 
 @dataclass(frozen=True)
 class Preset:
+    """A named model size, the grid it is trained on and its noise schedule's shift."""
+
     dit: DiTSize
     grid: Grid
     noise_shift: float  # the flow-matching scheduler's shift: >1 spends more steps at high noise (higher resolutions)
@@ -62,6 +64,7 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str) -> Preset:
+    """The preset called `name`; ValueError naming the known ones otherwise."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]

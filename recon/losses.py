@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LossWeights:
+    """Weights of the reconstruction loss terms (0 turns a term off)."""
+
     mse: float = 1.0  # RGB mean squared error
     ssim: float = 0.2  # 1 - SSIM on RGB
     alpha: float = 1.0  # mean squared error of the rendered alpha against the ground-truth alpha
