@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from data.cameras import OBJECT_RADIUS, rotate_about_up
 from model.diffusion import from_model_rgb, sample_noise
-from model.pipeline import MultiViewVideoPipeline
+from model.pipeline import MultiViewVideoPipeline, guided_velocity, model_conditioning
 from recon.gaussians import Gaussians
 from recon.refine import temporal_smoothness
 from recon.render import render_views
@@ -102,14 +102,6 @@ def frames_of(params: dict[str, torch.Tensor]) -> Gaussians:
     return Gaussians.from_raw(means=params["means"] + params["offsets"], **shared)
 
 
-def guided_velocity(transformer, x_t: torch.Tensor, timestep: torch.Tensor, conditioning: dict, guidance: float) -> torch.Tensor:
-    """The prior's velocity [1, V, F, 3, H, W] of x_t, guided as in MultiViewVideoPipeline (G = 2 rows: prompt, empty)."""
-    G = len(conditioning["text_states"])
-    with torch.no_grad():
-        v = transformer(x_t.expand(G, -1, -1, -1, -1, -1), timestep.expand(G), **conditioning)  # [G, V, F, 3, H, W]
-    return v[1:] + guidance * (v[:1] - v[1:]) if G == 2 else v
-
-
 def _grid(pipeline: MultiViewVideoPipeline, config: SDSConfig, given: torch.Tensor | None) -> tuple[int, int, int, int]:
     """(V, F, H, W): the config's, else the given image's or video's size, else the prior's defaults."""
     d = pipeline.defaults
@@ -156,7 +148,6 @@ def distill(
     device, dtype = pipeline.device, pipeline.transformer.dtype
     cond, given = pipeline.condition(image, video, V, F_, H, W)  # [1, V, F, 3, H, W] in [-1, 1], bool [1, V, F]
     text = pipeline.text_encoder([prompt, ""] if config.guidance != 1.0 else [prompt])  # [G, L, D_text]
-    G = len(text.states)
     generator = torch.Generator().manual_seed(config.seed)
     params = {k: v.to(device).requires_grad_() for k, v in init_params(F_, config.num_gaussians, generator).items()}
     opt = torch.optim.Adam([
@@ -165,7 +156,7 @@ def distill(
         {"params": [params[k] for k in ("rotations", "scales", "opacities", "colours")], "lr": config.lr},
     ])
     keep = given[..., None, None, None]  # [1, V, F, 1, 1, 1]
-    times = torch.linspace(0, 1, F_, device=device)[None].expand(G, -1)  # [G, F]
+    times = torch.linspace(0, 1, F_, device=device)  # [F]
     conditioned = image is not None or video is not None
     bar = tqdm(range(config.iters), desc="SDS", disable=not progress)
     for step in bar:
@@ -182,13 +173,10 @@ def distill(
         sigma = config.sigma_min + (noise_bound(step, config.iters, config.sigma_max, config.sigma_min) - config.sigma_min) * u[2]
         noise = sample_noise(tuple(x0.shape), pipeline.defaults.shared_noise, generator, device, dtype)  # [1, V, F, 3, H, W]
         x_t = torch.where(keep, cond, (1 - sigma) * x0.detach() + sigma * noise)  # given frames clean, as in training
-        conditioning = dict(
-            cond_images=cond.expand(G, -1, -1, -1, -1, -1), cond_mask=given.expand(G, -1, -1),
-            c2w=c2w[None].expand(G, -1, -1, -1, -1), K=K[None].expand(G, -1, -1, -1), times=times,
-            text_states=text.states, text_mask=text.mask,
-        )  # each [G, ...]
+        conditioning = model_conditioning(cond, given, c2w, K, times, text)  # each [G, ...]
         timestep = torch.tensor([sigma * pipeline.scheduler.config.num_train_timesteps], device=device)  # [1]
-        velocity = guided_velocity(pipeline.transformer, x_t, timestep, conditioning, config.guidance)  # [1, V, F, 3, H, W]
+        with torch.no_grad():  # SDS: the prior's output is a fixed target, never differentiated
+            velocity = guided_velocity(pipeline.transformer, x_t, timestep, conditioning, config.guidance)  # [1, V, F, 3, H, W]
         terms = {"sds": sds_loss(x0, x_t - sigma * velocity, (~keep).to(x0))}
         if conditioned:
             terms["photometric"] = F.mse_loss(rgb[given], from_model_rgb(cond)[given])

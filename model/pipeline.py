@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from data.cameras import fit_distance, intrinsics_from_fov, orbit_c2w, ring_azimuths
 from model.diffusion import Task, condition_mask, from_model_rgb, sample_noise
 from model.dit import MultiViewVideoDiT
-from model.text import TextEncoder
+from model.text import TextEncoder, TextStates
 
 
 @dataclass
@@ -45,6 +45,30 @@ class PipelineDefaults:
     width: int = 64
     fov_deg: float = 40.0  # horizontal field of view; the camera distance follows from data.cameras.fit_distance
     shared_noise: float = 0.0  # as in training (model.diffusion.Objective.shared_noise)
+
+
+
+def model_conditioning(cond: torch.Tensor, given: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, times: torch.Tensor,
+                       text: TextStates) -> dict[str, torch.Tensor]:
+    """The transformer's inputs besides x_t and the timestep, repeated to the G = len(text.states) rows.
+
+    cond: [1, V, F, 3, H, W]; given: bool [1, V, F]; c2w: [V, F, 4, 4]; K: [V, 3, 3]; times: [F]; text: [G, L, D_text]
+    (G = 2 for classifier-free guidance: the prompt, then the empty prompt).
+    """
+    G = len(text.states)
+    return dict(
+        cond_images=cond.expand(G, -1, -1, -1, -1, -1), cond_mask=given.expand(G, -1, -1),
+        c2w=c2w[None].expand(G, -1, -1, -1, -1), K=K[None].expand(G, -1, -1, -1), times=times[None].expand(G, -1),
+        text_states=text.states, text_mask=text.mask,
+    )  # each [G, ...]
+
+
+def guided_velocity(transformer, x: torch.Tensor, timestep: torch.Tensor, conditioning: dict, scale: float) -> torch.Tensor:
+    """The velocity [1, V, F, 3, H, W] of x [1, V, F, 3, H, W] at timestep [1] or []; with G = 2 conditioning rows it
+    is classifier-free guided, v = v_empty + scale * (v_prompt - v_empty)."""
+    G = len(conditioning["text_states"])
+    v = transformer(x.expand(G, -1, -1, -1, -1, -1), timestep.expand(G), **conditioning)  # [G, V, F, 3, H, W]
+    return v[1:] + scale * (v[:1] - v[1:]) if G == 2 else v
 
 
 class MultiViewVideoPipeline:
@@ -136,12 +160,7 @@ class MultiViewVideoPipeline:
         times = torch.linspace(0, 1, F)  # [F]
         cond, given = self.condition(image, video, V, F, H, W)  # [1, V, F, 3, H, W], [1, V, F]
         text = self.text_encoder([prompt, ""] if guidance_scale != 1.0 else [prompt])  # [G, L, D_text], G = 2 guided
-        G = len(text.states)
-        conditioning = dict(
-            cond_images=cond.expand(G, -1, -1, -1, -1, -1), cond_mask=given.expand(G, -1, -1),
-            c2w=c2w[None].expand(G, -1, -1, -1, -1).to(self.device), K=K[None].expand(G, -1, -1, -1).to(self.device),
-            times=times[None].expand(G, -1).to(self.device), text_states=text.states, text_mask=text.mask,
-        )  # each [G, ...]
+        conditioning = model_conditioning(cond, given, c2w.to(self.device), K.to(self.device), times.to(self.device), text)
         noise = sample_noise((1, V, F, 3, H, W), d.shared_noise, generator, self.device, self.transformer.dtype)
         x = self._denoise(noise, cond, given, conditioning, guidance_scale, num_inference_steps, progress)  # [1, V, F, 3, H, W]
         return Generation(from_model_rgb(x[0].float()).cpu(), c2w, K, times)
@@ -149,17 +168,13 @@ class MultiViewVideoPipeline:
     def _denoise(self, x, cond, given, conditioning, guidance_scale, num_inference_steps, progress) -> torch.Tensor:
         """Euler steps of the flow from noise x [1, V, F, 3, H, W] to images, the given frames held at cond.
 
-        cond: [1, V, F, 3, H, W]; given: bool [1, V, F]; conditioning: the model's other inputs for G = 1 (no
-        guidance) or 2 (prompt, empty prompt) rows. Guidance: v = v_empty + scale * (v_prompt - v_empty).
+        cond: [1, V, F, 3, H, W]; given: bool [1, V, F]; conditioning: `model_conditioning`'s G = 1 or 2 rows.
         """
         keep = given[..., None, None, None]  # [1, V, F, 1, 1, 1]
-        G = len(conditioning["text_states"])
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         for t in tqdm(self.scheduler.timesteps, disable=not progress, desc="denoising"):
             x = torch.where(keep, cond, x)  # [1, V, F, 3, H, W], given frames clean as in training
-            velocity = self.transformer(x.expand(G, -1, -1, -1, -1, -1), t.expand(G), **conditioning)  # [G, V, F, 3, H, W]
-            if G == 2:
-                velocity = velocity[1:] + guidance_scale * (velocity[:1] - velocity[1:])  # [1, V, F, 3, H, W]
+            velocity = guided_velocity(self.transformer, x, t, conditioning, guidance_scale)  # [1, V, F, 3, H, W]
             x = self.scheduler.step(velocity, t, x).prev_sample  # [1, V, F, 3, H, W]
         return torch.where(keep, cond, x)  # [1, V, F, 3, H, W]
 
