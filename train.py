@@ -336,14 +336,27 @@ def validate(stage, model, cfg: TrainConfig, accelerator: Accelerator) -> float:
     return (total[0] / total[1].clamp(min=1)).item()
 
 
-def train(stage_name: str, cfg: TrainConfig) -> dict:
-    """Train one stage; returns the last logged metrics."""
-    out = Path(cfg.out)
-    accelerator = make_accelerator(cfg, out)
-    resume_from = find_resume(cfg.resume, out)
-    if resume_from is not None:
-        check_compatible(json.loads((resume_from / "train_state.json").read_text()), stage_name, cfg)
-    resolve_shards(cfg.data)  # a clear error now, not inside a worker
+@dataclass
+class Run:
+    """What one training run holds: the accelerator, the stage and its prepared model, optimiser, schedule and EMA."""
+
+    accelerator: Accelerator
+    stage: DiffusionStage | ReconStage
+    model: torch.nn.Module  # as prepared (DDP-wrapped on several processes)
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    ema: EMAModel
+    step_ok: bool = True  # every micro-batch of the optimiser step under way had a finite loss
+
+    @property
+    def net(self) -> torch.nn.Module:
+        """The model without its DDP wrapper."""
+        return self.accelerator.unwrap_model(self.model)
+
+
+def start_run(stage_name: str, cfg: TrainConfig, resume_from: Path | None) -> Run:
+    """Build the stage, optimiser, schedule and EMA, prepared by accelerate; starting weights from --init-from."""
+    accelerator = make_accelerator(cfg, Path(cfg.out))
     set_seed(cfg.seed, device_specific=True)
     stage = (DiffusionStage if stage_name == "diffusion" else ReconStage)(cfg, accelerator.device)
     model = stage.model
@@ -351,17 +364,75 @@ def train(stage_name: str, cfg: TrainConfig) -> dict:
         load_weights(model, cfg.init_from)
     if cfg.grad_checkpointing:
         model.enable_gradient_checkpointing()
-    ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.warmup, cfg.steps, cfg.min_lr_ratio))
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
-    ema.to(accelerator.device)
+    # After prepare: DDP has broadcast rank 0's initial weights, so every rank's EMA starts from the same ones
+    # (the seed is per device, so the ranks initialised differently).
+    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay)
+    return Run(accelerator, stage, model, optimizer, schedule, ema)
 
-    step = 0
+
+def resume_state(run: Run, resume_from: Path | None, stage_name: str) -> dict:
+    """The run's counters ({stage, step, batches, nonfinite}), restored with every weight from a checkpoint if given."""
+    if resume_from is None:
+        return {"stage": stage_name, "step": 0, "batches": 0, "nonfinite": 0}
+    run.accelerator.load_state(str(resume_from))
+    state = json.loads((resume_from / "train_state.json").read_text())
+    load_ema(run.ema, run.net, resume_from, state["step"])
+    return state
+
+
+def optimizer_step(run: Run, batch: dict, cfg: TrainConfig, window: list) -> bool | None:
+    """One micro-batch: loss, backward, and at the end of an accumulation a clipped optimiser step.
+
+    Returns None mid-accumulation, else whether every micro-batch of the step was finite (a step with a
+    non-finite loss is skipped). Finite losses are appended to `window` for logging.
+    """
+    with run.accelerator.accumulate(run.model):
+        loss, _ = run.stage.loss(run.model, batch)
+        finite = all_finite(run.accelerator, loss)  # every process agrees, so none waits alone in a collective
+        if finite:
+            run.accelerator.backward(loss)
+            window.append(loss.item())
+        run.step_ok &= finite
+        if not run.accelerator.sync_gradients:
+            return None
+        ok, run.step_ok = run.step_ok, True
+        if ok:
+            run.accelerator.clip_grad_norm_(run.model.parameters(), cfg.clip)
+            run.optimizer.step()
+            run.schedule.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        return ok
+
+
+def after_step(run: Run, cfg: TrainConfig, out: Path, state: dict, batch: dict, bar: tqdm, last: dict) -> None:
+    """Validation, preview and checkpoint when the step calls for them; the validation loss goes into `last`."""
+    step = state["step"]
+    if cfg.val_data and (step % cfg.val_every == 0 or step == cfg.steps):
+        with ema_weights(run.ema, run.net):
+            last["val_loss"] = validate(run.stage, run.model, cfg, run.accelerator)
+        run.accelerator.log({"val_loss": last["val_loss"]}, step=step)
+        bar.write(f"step {step}: val loss {last['val_loss']:.4f}")
+    if step % cfg.sample_every == 0 and run.accelerator.is_main_process:
+        with ema_weights(run.ema, run.net):
+            run.stage.preview(run.net, batch, out / "samples" / f"step-{step:07d}.png")
+    if step % cfg.save_every == 0 or step in (cfg.steps, cfg.stop_at):
+        save_checkpoint(run.accelerator, out, step, {**state, "config": dataclasses.asdict(cfg)},
+                        ema_tensors(run.ema, run.net), cfg.keep_last)
+
+
+def train(stage_name: str, cfg: TrainConfig) -> dict:
+    """Train one stage; returns the last logged metrics."""
+    out = Path(cfg.out)
+    resume_from = find_resume(cfg.resume, out)
     if resume_from is not None:
-        accelerator.load_state(str(resume_from))
-        step = json.loads((resume_from / "train_state.json").read_text())["step"]
-        load_ema(ema, accelerator.unwrap_model(model), resume_from, step)
+        check_compatible(json.loads((resume_from / "train_state.json").read_text()), stage_name, cfg)
+    resolve_shards(cfg.data)  # a clear error now, not inside a worker
+    run = start_run(stage_name, cfg, resume_from)
+    accelerator = run.accelerator
+    state = resume_state(run, resume_from, stage_name)
     (out / "samples").mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:
         (out / "config.json").write_text(json.dumps({"stage": stage_name, **dataclasses.asdict(cfg)}, indent=1))
@@ -369,75 +440,47 @@ def train(stage_name: str, cfg: TrainConfig) -> dict:
 
     # The stream restarts at a resume; skipping the batches already used makes the resumed run see what an
     # uninterrupted one would (exact resume, at the cost of decoding them again).
-    loader = make_loader(cfg.data, cfg.batch_size, num_workers=cfg.num_workers, subset=stage.subset,
+    loader = make_loader(cfg.data, cfg.batch_size, num_workers=cfg.num_workers, subset=run.stage.subset,
                          resampled=cfg.resampled, seed=cfg.seed + accelerator.process_index)
     batches = forever(loader)
-    state = {"stage": stage_name, "step": step, "batches": 0, "nonfinite": 0}
-    if resume_from is not None:
-        state = json.loads((resume_from / "train_state.json").read_text())
     for _ in range(state["batches"]):
         next(batches)
 
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {stage_name}", disable=not accelerator.is_main_process)
+    bar = tqdm(total=cfg.steps, initial=state["step"], desc=f"train {stage_name}", disable=not accelerator.is_main_process)
     window, in_row, last, clock = [], 0, {}, time.perf_counter()
-    step_ok = True
-    while step < cfg.steps:
+    while state["step"] < cfg.steps:
         batch = to_device(next(batches), accelerator.device)
         state["batches"] += 1
         if cfg.audit:
-            audit(out, accelerator, "".join(f"key {step} {k}\n" for k in batch["key"]))
-        with accelerator.accumulate(model):
-            loss, _ = stage.loss(model, batch)
-            finite = all_finite(accelerator, loss)  # every process agrees, so none waits alone in a collective
-            if finite:
-                accelerator.backward(loss)
-                window.append(loss.item())
-            step_ok &= finite
-            if accelerator.sync_gradients:
-                if step_ok:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.clip)
-                    optimizer.step()
-                    schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-        if not accelerator.sync_gradients:
+            audit(out, accelerator, "".join(f"key {state['step']} {k}\n" for k in batch["key"]))
+        ok = optimizer_step(run, batch, cfg, window)
+        if ok is None:  # mid-accumulation
             continue
-        if not step_ok:
+        if not ok:
             state["nonfinite"] += 1
             in_row += 1
-            step_ok = True
             if in_row >= cfg.max_nonfinite:
                 good = checkpoints(out)
-                raise SystemExit(f"stopping: {in_row} non-finite losses in a row at step {step}; "
+                raise SystemExit(f"stopping: {in_row} non-finite losses in a row at step {state['step']}; "
                                  f"last good checkpoint: {good[-1] if good else 'none'} (untouched)")
             continue
-        in_row, step = 0, step + 1
-        ema.step(accelerator.unwrap_model(model).parameters())
-        state["step"] = step
+        in_row, state["step"] = 0, state["step"] + 1
+        run.ema.step(run.net.parameters())
         bar.update()
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            last = log_metrics(accelerator, out, step, window, schedule, cfg, state, clock)
+        if state["step"] % cfg.log_every == 0 or state["step"] == cfg.steps:
+            last = log_metrics(accelerator, out, state["step"], window, run.schedule, cfg, state, clock)
             bar.set_postfix(loss=f"{last['loss']:.4f}", samples_s=f"{last['samples_per_s']:.1f}")
             window, clock = [], time.perf_counter()
-        if cfg.val_data and (step % cfg.val_every == 0 or step == cfg.steps):
-            with ema_weights(ema, accelerator.unwrap_model(model)):
-                last["val_loss"] = validate(stage, model, cfg, accelerator)
-            accelerator.log({"val_loss": last["val_loss"]}, step=step)
-            bar.write(f"step {step}: val loss {last['val_loss']:.4f}")
-        if step % cfg.sample_every == 0 and accelerator.is_main_process:
-            with ema_weights(ema, accelerator.unwrap_model(model)):
-                stage.preview(accelerator.unwrap_model(model), batch, out / "samples" / f"step-{step:07d}.png")
-        if step % cfg.save_every == 0 or step in (cfg.steps, cfg.stop_at):
-            save_checkpoint(accelerator, out, step, {**state, "config": dataclasses.asdict(cfg)},
-                            ema_tensors(ema, accelerator.unwrap_model(model)), cfg.keep_last)
-        if step == cfg.stop_at:
-            bar.write(f"stopped at step {step} (--stop-at); continue with --resume latest")
+        after_step(run, cfg, out, state, batch, bar, last)
+        if state["step"] == cfg.stop_at:
+            bar.write(f"stopped at step {state['step']} (--stop-at); continue with --resume latest")
             accelerator.end_training()
             return last
     bar.close()
     if cfg.audit:
-        weights = b"".join(p.detach().cpu().numpy().tobytes() for p in accelerator.unwrap_model(model).parameters())
+        weights = b"".join(p.detach().cpu().numpy().tobytes() for p in run.net.parameters())
         audit(out, accelerator, f"weights {hashlib.sha1(weights).hexdigest()}\n")
-    export_ema(stage, ema, accelerator, out, stage_name, cfg)
+    export_ema(run.stage, run.ema, accelerator, out, stage_name, cfg)
     accelerator.end_training()
     return last
 
