@@ -27,12 +27,15 @@ import argparse
 import csv
 import json
 import math
+import shutil
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from data.atomic import replace_folder
 from data.cameras import rotate_about_up
 from data.preview import grid_image
 from data.stream import Subset, make_dataset, resolve_shards
@@ -340,15 +343,21 @@ def main(argv=None) -> None:
     cmp.add_argument("--clip-model", default=DEFAULT_CLIP, help="CLIP for the CLIP score: a local folder or a cached id (skipped if absent)")
     cmp.add_argument("--quiet", action="store_true", help="no SDS progress bar")
     args = p.parse_args(argv)
+    final = args.out
+    final.parent.mkdir(parents=True, exist_ok=True)
+    args.out = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))  # replaces --out when complete
     try:
-        if args.command == "compare":
-            print(run_compare(args))
-            return
-        summary = run_eval(args)
+        report = run_compare(args) if args.command == "compare" else run_eval(args)
+        replace_folder(args.out, final)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
-    print(f"{summary['clips']} held-out clips, {summary['steps']} denoising steps")
-    print(markdown(summary))
+    finally:
+        shutil.rmtree(args.out, ignore_errors=True)
+    if args.command == "compare":
+        print(report)
+        return
+    print(f"{report['clips']} held-out clips, {report['steps']} denoising steps")
+    print(markdown(report))
 
 
 if __name__ == "__main__":

@@ -17,18 +17,19 @@ from recon.synthetic import synthetic_clip
 
 @pytest.mark.blender
 def test_eval_scores_every_task_on_held_out_clips(tiny_model, demo_shards, tmp_path, capsys):
-    benchmark.main(["eval", "--model", str(tiny_model), "--data", str(demo_shards / "val"), "--out", str(tmp_path), "--steps", "1"])
-    summary = json.loads((tmp_path / "eval.json").read_text())
+    benchmark.main(["eval", "--model", str(tiny_model), "--data", str(demo_shards / "val"), "--out", str(tmp_path / "eval"), "--steps", "1"])
+    summary = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert summary["clips"] == 1 and summary["per_clip"][0]["key"].startswith("QuaterniusWolf")
     for task in ("recon", "video_to_4d", "text_to_4d_consistency"):
         assert 0 < summary["mean"][task]["psnr"] < 60 and -1 <= summary["mean"][task]["ssim"] <= 1
-    assert (tmp_path / "QuaterniusWolf__c000__o00.png").is_file()
+    assert (tmp_path / "eval" / "QuaterniusWolf__c000__o00.png").is_file()
     assert "| recon |" in capsys.readouterr().out
 
 
 def test_eval_without_data_is_a_clear_error(tiny_model, tmp_path):
     with pytest.raises(SystemExit, match="no shards found"):
         benchmark.main(["eval", "--model", str(tiny_model), "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no output folder, no temporary one left
 
 
 def write_synthetic_set(out: Path, val_asset: str = "spheres") -> Path:
@@ -87,3 +88,4 @@ def test_compare_bad_input_is_a_clear_error(tiny_model, tmp_path, problem, messa
         args[args.index("--sds-iters") + 1] = "0"
     with pytest.raises(SystemExit, match=message):
         benchmark.main(args)
+    assert not list(tmp_path.glob("*out*"))  # nothing written, no temporary folder left
