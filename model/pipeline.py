@@ -178,10 +178,14 @@ class MultiViewVideoPipeline:
             x = self.scheduler.step(velocity, t, x).prev_sample  # [1, V, F, 3, H, W]
         return torch.where(keep, cond, x)  # [1, V, F, 3, H, W]
 
-    def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Write transformer/, scheduler/ and pipeline.json (the text encoder is referenced, not copied)."""
+    def save_pretrained(self, path: str | os.PathLike, max_shard_size: str = "16MB") -> None:
+        """Write transformer/, scheduler/ and pipeline.json (the text encoder is referenced, not copied).
+
+        The transformer's safetensors are split into files of at most `max_shard_size`, so that an exported model
+        can be committed as it is (no file in git over 20 MB).
+        """
         path = Path(path)
-        self.transformer.save_pretrained(path / "transformer")
+        self.transformer.save_pretrained(path / "transformer", max_shard_size=max_shard_size)
         self.scheduler.save_pretrained(path / "scheduler")
         meta = {"text_encoder": self.text_encoder.path, "text_max_length": self.text_encoder.max_length, **asdict(self.defaults)}
         (path / "pipeline.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -81,6 +81,14 @@ def test_save_and_load_round_trip_gives_identical_outputs(pipe, tmp_path):
     assert torch.equal(generate(loaded, image=torch.ones(3, 16, 16)).images, generate(pipe, image=torch.ones(3, 16, 16)).images)
 
 
+def test_transformer_weights_are_split_into_files_of_bounded_size(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path, max_shard_size="20KB")
+    files = sorted((tmp_path / "transformer").glob("*.safetensors"))
+    assert len(files) > 1 and (tmp_path / "transformer" / "diffusion_pytorch_model.safetensors.index.json").is_file()
+    loaded = MultiViewVideoPipeline.from_pretrained(tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.transformer.state_dict().values(), pipe.transformer.state_dict().values()))
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
