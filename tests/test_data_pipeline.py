@@ -100,7 +100,8 @@ def test_rebuild_skips_what_is_written(demo_shards, capsys):
 
     before = {p: p.stat().st_mtime_ns for p in demo_shards.glob("*/*.tar")}
     build.main(["--gltf-dir", str(demo_shards / "src"), "--out", str(demo_shards), "--views", "4", "--extra-views", "2",
-                "--frames", "4", "--size", "32", "--max-clips", "1", "--val-assets", "QuaterniusWolf", "--val-fraction", "0"])
+                "--frames", "4", "--size", "32", "--samples", "4", "--elevation", "10", "--max-clips", "1",
+                "--val-assets", "QuaterniusWolf", "--val-fraction", "0"])  # the settings conftest built with
     assert "train/done 3, val/done 1" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in demo_shards.glob("*/*.tar")} == before  # nothing rendered again
 
