@@ -27,15 +27,13 @@ import argparse
 import csv
 import json
 import math
-import shutil
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from data.atomic import replace_folder
+from data.atomic import atomic_folder
 from data.cameras import rotate_about_up
 from data.preview import grid_image
 from data.stream import Subset, make_dataset, resolve_shards
@@ -343,16 +341,12 @@ def main(argv=None) -> None:
     cmp.add_argument("--clip-model", default=DEFAULT_CLIP, help="CLIP for the CLIP score: a local folder or a cached id (skipped if absent)")
     cmp.add_argument("--quiet", action="store_true", help="no SDS progress bar")
     args = p.parse_args(argv)
-    final = args.out
-    final.parent.mkdir(parents=True, exist_ok=True)
-    args.out = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))  # replaces --out when complete
     try:
-        report = run_compare(args) if args.command == "compare" else run_eval(args)
-        replace_folder(args.out, final)
+        with atomic_folder(args.out) as tmp:  # replaces --out when complete
+            run = run_compare if args.command == "compare" else run_eval
+            report = run(argparse.Namespace(**{**vars(args), "out": tmp}))
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
-    finally:
-        shutil.rmtree(args.out, ignore_errors=True)
     if args.command == "compare":
         print(report)
         return

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.atomic import replace_folder
+from data.atomic import atomic_folder
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "zoetrope4d-cpu-small"
 
@@ -158,10 +156,7 @@ def generate(prompt: str, out: Path, model: Path, settings: Settings, device: st
                         num_inference_steps=settings.steps, guidance_scale=settings.guidance, generator=generator)
     gaussians = stages.run("4D Gaussians", reconstruct, head, result, settings.refine_steps)
 
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    try:
+    with atomic_folder(out) as tmp:
         stages.run("write multiview.mp4", write_multiview_video, tmp / "multiview.mp4", result.images)
         stages.run("write orbit.mp4", write_orbit_video, tmp / "orbit.mp4", gaussians, size=settings.video_size,
                    elevation=settings.elevation)
@@ -172,10 +167,6 @@ def generate(prompt: str, out: Path, model: Path, settings: Settings, device: st
                 "gaussians_per_frame": gaussians.num_gaussians, "seconds": stages.seconds,
                 "total_seconds": round(sum(stages.seconds.values()), 3)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return meta
 
 

@@ -35,7 +35,7 @@ from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from data.atomic import replace_folder
+from data.atomic import atomic_folder, replace_folder
 from data.preview import grid_image
 from data.stream import Subset, make_loader, resolve_shards
 
@@ -531,11 +531,9 @@ def export_ema(stage, ema: EMAModel, accelerator: Accelerator, out: Path, stage_
         return
     model = copy.deepcopy(accelerator.unwrap_model(stage.model))
     ema.copy_to(model.parameters())
-    tmp, final = out / ".model-tmp", out / "model"
-    shutil.rmtree(tmp, ignore_errors=True)
-    stage.export(model, tmp)
-    (tmp / "train_config.json").write_text(json.dumps({"stage": stage_name, **dataclasses.asdict(cfg)}, indent=1))
-    replace_folder(tmp, final)
+    with atomic_folder(out / "model") as tmp:
+        stage.export(model, tmp)
+        (tmp / "train_config.json").write_text(json.dumps({"stage": stage_name, **dataclasses.asdict(cfg)}, indent=1))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from data.atomic import atomic_path, replace_folder
+from data.atomic import atomic_folder, atomic_path, replace_folder
 
 
 def test_atomic_path_replaces_on_success_and_keeps_the_old_file_on_failure(tmp_path):
@@ -29,3 +29,13 @@ def test_replace_folder_swaps_and_restores_the_old_folder_when_the_move_fails(tm
     with pytest.raises(FileNotFoundError):
         replace_folder(tmp_path / "missing", out)  # the move fails: the previous folder is put back
     assert (out / "a.txt").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_atomic_folder_replaces_when_complete_and_leaves_the_old_one_on_failure(tmp_path):
+    out = tmp_path / "run"
+    with atomic_folder(out) as tmp:
+        (tmp / "a.txt").write_text("first")
+    with pytest.raises(RuntimeError), atomic_folder(out) as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("writer failed")
+    assert (out / "a.txt").read_text() == "first" and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
