@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from data.atomic import atomic_folder
+from model.pipeline import SAMPLERS, MultiViewVideoPipeline
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "zoetrope4d-cpu-small"
 
@@ -35,6 +36,7 @@ class Settings:
     frames: int | None
     steps: int
     guidance: float
+    sampler: str | None  # None: the model's saved default
     seed: int
     elevation: float
     video_size: int
@@ -115,7 +117,6 @@ class Stages:
 
 def load_models(folder: Path, device: torch.device):
     """The diffusion pipeline and the Gaussian head of a model folder, on `device`, in eval mode."""
-    from model.pipeline import MultiViewVideoPipeline
     from recon.head import GaussianHead4D
 
     pipeline = MultiViewVideoPipeline.from_pretrained(folder / "diffusion").to(device)
@@ -153,7 +154,8 @@ def generate(prompt: str, out: Path, model: Path, settings: Settings, device: st
     )
     generator = torch.Generator().manual_seed(settings.seed)
     result = stages.run("multiview video", pipeline, prompt, **given, num_views=V, num_frames=F, elevation=settings.elevation,
-                        num_inference_steps=settings.steps, guidance_scale=settings.guidance, generator=generator)
+                        num_inference_steps=settings.steps, guidance_scale=settings.guidance, sampler=settings.sampler,
+                        generator=generator)
     gaussians = stages.run("4D Gaussians", reconstruct, head, result, settings.refine_steps)
 
     with atomic_folder(out) as tmp:
@@ -199,6 +201,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, help="frames (default: the model's)")
     p.add_argument("--steps", type=int, default=20, help="denoising steps")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1: off)")
+    p.add_argument("--sampler", choices=SAMPLERS, help="stochastic: re-noise each step's clean-image prediction; "
+                   "ode: deterministic Euler steps (default: the model's, stochastic for the shipped one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--elevation", type=float, default=15.0, help="camera elevation in degrees")
     p.add_argument("--video-size", type=int, default=256, help="orbit video side in pixels")
@@ -219,7 +223,7 @@ def main(argv=None) -> None:
 
     Bad input exits non-zero with a message and writes nothing."""
     args = parse_args(argv)
-    settings = Settings(args.views, args.frames, args.steps, args.guidance, args.seed, args.elevation, args.video_size, args.refine_steps)
+    settings = Settings(args.views, args.frames, args.steps, args.guidance, args.sampler, args.seed, args.elevation, args.video_size, args.refine_steps)
     try:
         meta = generate(args.prompt, args.out, args.model, settings, args.device, args.image, args.video)
     except (InferError, ValueError) as err:

@@ -45,6 +45,15 @@ def test_same_seed_gives_the_same_gaussians(tiny_model, tmp_path):
     assert not torch.equal(read_ply(tmp_path / "c" / "ply" / "frame_001.ply").colours, a.colours)
 
 
+def test_sampler_choice_changes_the_gaussians_and_is_recorded(tiny_model, tmp_path):
+    run(tiny_model, tmp_path / "default")
+    run(tiny_model, tmp_path / "ode", "--sampler", "ode")
+    default, ode = (read_ply(tmp_path / x / "ply" / "frame_000.ply") for x in ("default", "ode"))
+    assert not torch.equal(default.colours, ode.colours)
+    assert json.loads((tmp_path / "ode" / "meta.json").read_text())["settings"]["sampler"] == "ode"
+    assert json.loads((tmp_path / "default" / "meta.json").read_text())["settings"]["sampler"] is None  # the model's
+
+
 def test_refinement_changes_the_gaussians_and_is_recorded(tiny_model, tmp_path):
     run(tiny_model, tmp_path / "plain")
     run(tiny_model, tmp_path / "refined", "--refine-steps", 3)

@@ -29,8 +29,8 @@ def pipe(encoder):
 
 
 def generate(pipe, seed=0, **kwargs):
-    generator = torch.Generator().manual_seed(seed)
-    return pipe("a jumping frog", num_inference_steps=STEPS, generator=generator, progress=False, **kwargs)
+    kwargs = dict(dict(num_inference_steps=STEPS, generator=torch.Generator().manual_seed(seed)), **kwargs)
+    return pipe("a jumping frog", progress=False, **kwargs)
 
 
 def test_transformer_and_scheduler_must_share_the_timestep_scale(encoder):
@@ -56,6 +56,25 @@ def test_pipeline_returns_images_and_the_cameras_it_used(pipe):
 
 def test_guidance_changes_the_result(pipe):
     assert not torch.allclose(generate(pipe, guidance_scale=1.0).images, generate(pipe, guidance_scale=4.0).images, atol=1e-3)
+
+
+def test_samplers_are_seeded_and_differ_after_the_first_step(pipe):
+    stochastic, ode = generate(pipe, sampler="stochastic"), generate(pipe, sampler="ode")
+    assert torch.equal(stochastic.images, generate(pipe, sampler="stochastic").images)  # its fresh noise is seeded too
+    assert torch.equal(stochastic.images, generate(pipe).images)  # the saved default
+    assert not torch.allclose(stochastic.images, ode.images, atol=1e-3)
+    assert not torch.allclose(stochastic.images, generate(pipe, seed=1, sampler="stochastic").images, atol=1e-3)
+
+
+def test_samplers_agree_on_a_single_step_from_pure_noise(pipe):
+    # One step from sigma = 1 to 0: the ODE's x - v and the stochastic x0 = x - sigma v, re-noised to sigma 0, coincide.
+    ode, stochastic = (generate(pipe, sampler=name, num_inference_steps=1) for name in ("ode", "stochastic"))
+    torch.testing.assert_close(ode.images, stochastic.images)
+
+
+def test_sampler_name_is_checked(pipe):
+    with pytest.raises(ValueError, match=r"sampler must be one of \('stochastic', 'ode'\), got 'euler'"):
+        generate(pipe, sampler="euler")
 
 
 def test_image_to_4d_returns_the_given_image_at_view_0_frame_0(pipe):
