@@ -29,6 +29,7 @@ import json
 import math
 import tarfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -39,6 +40,7 @@ from data.preview import grid_image
 from data.stream import Subset, make_dataset, resolve_shards
 from evaluation.learned import DEFAULT_CLIP, load_learned_metrics
 from evaluation.metrics import image_metrics, measure, scores
+from model.pipeline import SAMPLERS
 from recon.losses import composite
 from recon.render import render_views
 
@@ -93,6 +95,17 @@ def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int
     return metrics, rows
 
 
+def load_models(args, device: torch.device):
+    """infer.load_models of --model, with --sampler, when given, as the pipeline's default sampler."""
+    import infer
+
+    infer.check_model_folder(args.model)
+    pipeline, head = infer.load_models(args.model, device)
+    if args.sampler:
+        pipeline.defaults = replace(pipeline.defaults, sampler=args.sampler)
+    return pipeline, head
+
+
 def mean_of(results: list[dict]) -> dict:
     """Per task and metric, the mean over clips."""
     tasks = [k for k in results[0] if isinstance(results[0][k], dict)]
@@ -103,10 +116,7 @@ def run_eval(args) -> dict:
     """`eval`: score the model on held-out clips (recon head, video-to-4D, text-to-4D consistency).
 
     Writes a PNG per clip and eval.json into --out; returns the summary written there."""
-    import infer
-
-    infer.check_model_folder(args.model)
-    pipeline, head = infer.load_models(args.model, torch.device("cpu"))
+    pipeline, head = load_models(args, torch.device("cpu"))
     data = make_dataset(args.data, batch_size=1, shuffle=0, subset=Subset(views=args.views, random=False))
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
@@ -120,6 +130,7 @@ def run_eval(args) -> dict:
     if not results:
         raise SystemExit(f"no held-out clips in {args.data}")
     summary = {"model": str(args.model), "data": str(args.data), "clips": len(results), "steps": args.steps,
+               "sampler": pipeline.defaults.sampler,
                "mean": mean_of(results), "per_clip": results}
     (args.out / "eval.json").write_text(json.dumps(summary, indent=1))
     return summary
@@ -284,9 +295,8 @@ def run_compare(args) -> str:
     if args.sds_iters < 1:
         raise ValueError(f"--sds-iters must be at least 1 (got {args.sds_iters}): SDS with no budget produces nothing")
     check_held_out(args.data, args.train_manifest)
-    infer.check_model_folder(args.model)
     device = torch.device(args.device)
-    pipeline, head = infer.load_models(args.model, device)
+    pipeline, head = load_models(args, device)
     learned = load_learned_metrics(args.clip_model)
     print("\n".join(learned.skipped))
     data = make_dataset(args.data, batch_size=1, shuffle=0, subset=Subset(views=args.views, random=False))
@@ -340,6 +350,8 @@ def main(argv=None) -> None:
     cmp.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     cmp.add_argument("--clip-model", default=DEFAULT_CLIP, help="CLIP for the CLIP score: a local folder or a cached id (skipped if absent)")
     cmp.add_argument("--quiet", action="store_true", help="no SDS progress bar")
+    for command in (ev, cmp):
+        command.add_argument("--sampler", choices=SAMPLERS, help="the diffusion sampler (default: the model's)")
     args = p.parse_args(argv)
     try:
         with atomic_folder(args.out) as tmp:  # replaces --out when complete
@@ -350,7 +362,7 @@ def main(argv=None) -> None:
     if args.command == "compare":
         print(report)
         return
-    print(f"{report['clips']} held-out clips, {report['steps']} denoising steps")
+    print(f"{report['clips']} held-out clips, {report['steps']} denoising steps, {report['sampler']} sampler")
     print(markdown(report))
 
 

@@ -89,3 +89,13 @@ def test_compare_bad_input_is_a_clear_error(tiny_model, tmp_path, problem, messa
     with pytest.raises(SystemExit, match=message):
         benchmark.main(args)
     assert not list(tmp_path.glob("*out*"))  # nothing written, no temporary folder left
+
+
+def test_sampler_option_overrides_the_saved_default_only_when_given(tiny_model):
+    import argparse
+
+    chosen, _ = benchmark.load_models(argparse.Namespace(model=tiny_model, sampler="ode"), torch.device("cpu"))
+    saved, _ = benchmark.load_models(argparse.Namespace(model=tiny_model, sampler=None), torch.device("cpu"))
+    assert chosen.defaults.sampler == "ode" and saved.defaults.sampler == "stochastic"
+    with pytest.raises(SystemExit):  # argparse refuses names that are not samplers
+        benchmark.main(["eval", "--model", str(tiny_model), "--data", "x", "--sampler", "euler"])
