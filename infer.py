@@ -166,6 +166,7 @@ def generate(prompt: str, out: Path, model: Path, settings: Settings, device: st
         meta = {"prompt": prompt, "mode": "video" if video else "image" if image else "text",
                 "image": str(image) if image else None, "video": str(video) if video else None,
                 "model": str(model), "device": device, "settings": asdict(settings), "views": V, "frames": F,
+                "sampler": settings.sampler or d.sampler,
                 "gaussians_per_frame": gaussians.num_gaussians, "seconds": stages.seconds,
                 "total_seconds": round(sum(stages.seconds.values()), 3)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
