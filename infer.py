@@ -147,14 +147,14 @@ def generate(prompt: str, out: Path, model: Path, settings: Settings, device: st
     torch.manual_seed(settings.seed)
     pipeline, head = stages.run("load model", load_models, model, torch.device(device))
     d = pipeline.defaults
-    V, F = settings.views or d.num_views, settings.frames or d.num_frames
+    V, F, sampler = settings.views or d.num_views, settings.frames or d.num_frames, settings.sampler or d.sampler
     given = dict(
         image=load_image(image, d.height, d.width) if image else None,
         video=load_video(video, F, d.height, d.width) if video else None,
     )
     generator = torch.Generator().manual_seed(settings.seed)
     result = stages.run("multiview video", pipeline, prompt, **given, num_views=V, num_frames=F, elevation=settings.elevation,
-                        num_inference_steps=settings.steps, guidance_scale=settings.guidance, sampler=settings.sampler,
+                        num_inference_steps=settings.steps, guidance_scale=settings.guidance, sampler=sampler,
                         generator=generator)
     gaussians = stages.run("4D Gaussians", reconstruct, head, result, settings.refine_steps)
 
@@ -165,8 +165,7 @@ def generate(prompt: str, out: Path, model: Path, settings: Settings, device: st
         stages.run("write .ply", write_frames, tmp / "ply", gaussians)
         meta = {"prompt": prompt, "mode": "video" if video else "image" if image else "text",
                 "image": str(image) if image else None, "video": str(video) if video else None,
-                "model": str(model), "device": device, "settings": asdict(settings), "views": V, "frames": F,
-                "sampler": settings.sampler or d.sampler,
+                "model": str(model), "device": device, "settings": asdict(settings), "views": V, "frames": F, "sampler": sampler,
                 "gaussians_per_frame": gaussians.num_gaussians, "seconds": stages.seconds,
                 "total_seconds": round(sum(stages.seconds.values()), 3)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
