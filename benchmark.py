@@ -39,7 +39,8 @@ from data.cameras import rotate_about_up
 from data.preview import grid_image
 from data.stream import Subset, make_dataset, resolve_shards
 from evaluation.learned import DEFAULT_CLIP, load_learned_metrics
-from evaluation.metrics import image_metrics, measure, scores
+from evaluation.metrics import (coverage, flicker, image_metrics, masked_consistency, measure, motion_ratio,
+                                patch_seam_ratio, scores, silhouette_iou)
 from model.pipeline import SAMPLERS
 from recon.losses import composite
 from recon.render import render_views
@@ -62,21 +63,39 @@ def held_out_cameras(sample: dict, ring: int) -> tuple[torch.Tensor, torch.Tenso
 
 
 def feed_forward(pipeline, head, prompt: str, given: dict, num_views: int, num_frames: int, size, elevation: float,
-                 steps: int, seed: int):
-    """prompt (+ given image= or video=) -> the diffusion model -> the head: (Generation, Gaussians [1, F, N])."""
+                 steps: int, seed: int, azimuth: float = 0.0):
+    """prompt (+ given image= or video=) -> the diffusion model -> the head: (Generation, Gaussians [1, F, N]).
+    The pipeline's saved defaults (sampler, motion, reconstruction loop) apply."""
     gen = pipeline(prompt, **given, num_views=num_views, num_frames=num_frames, height=size[0], width=size[1], elevation=elevation,
-                   num_inference_steps=steps, generator=torch.Generator().manual_seed(seed), progress=False)
+                   azimuth=azimuth, num_inference_steps=steps, reconstruct=head.render_back,
+                   generator=torch.Generator().manual_seed(seed), progress=False)
     device = next(head.parameters()).device
     with torch.no_grad():
         return gen, head(gen.images[None].to(device), gen.c2w[None].to(device), gen.K[None].to(device))
 
 
+def generated_measures(images: torch.Tensor, truth_ring: torch.Tensor, patch: int) -> dict[str, float]:
+    """What a person sees in generated ring views [V, F, 3, H, W] against the truth's ring RGBA [V, F, 4, H, W] at the
+    same cameras: silhouette IoU, motion ratio, patch-seam ratio and coverage."""
+    truth_rgb = composite(truth_ring, 1.0)  # [V, F, 3, H, W]
+    return {"silhouette_iou": silhouette_iou(images, truth_ring[:, :, 3:]), "motion_ratio": motion_ratio(images, truth_rgb),
+            "seam_ratio": patch_seam_ratio(images, patch), "coverage": coverage(images)}
+
+
 def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int) -> tuple[dict, torch.Tensor]:
-    """The three evaluations of one held-out clip; returns (metrics, comparison rows [3, V_extra, 3, H, W] at frame 0)."""
+    """The evaluations of one held-out clip; returns (metrics, comparison rows [3, V_extra, 3, H, W] at frame 0).
+
+    PSNR/SSIM at the held-out views for the head from the true ring views, video-to-4D and an empty (white) render;
+    for the generated ring views (video-to-4D's views 1.. and text-to-4D's, the latter at the clip's own ring
+    cameras) silhouette IoU, motion ratio and patch-seam ratio (`generated_measures`); text-to-4D consistency (the
+    Gaussians re-rendered at the generated views against them), also masked to the object.
+    """
     rgb = composite(sample["images"], 1.0)  # [1, V, F, 3, H, W] over white
     c2w, K, size = sample["c2w"], sample["K"], rgb.shape[-2:]
-    held_out = slice(ring, None)
-    metrics, clock = {}, time.perf_counter()
+    held_out, patch = slice(ring, None), pipeline.transformer.config.patch_size
+    truth_ring = sample["images"][0, :ring]  # [V, F, 4, H, W]
+    metrics, clock = {"empty_render": scores(torch.ones_like(rgb[:, held_out]), rgb[:, held_out])}, time.perf_counter()
+    metrics["truth"] = {"seam_ratio": patch_seam_ratio(rgb[0, :ring], patch), "motion": flicker(rgb[0, :ring]).item()}
 
     with torch.no_grad():
         recon = head(rgb[:, :ring], c2w[:, :ring], K[:, :ring])  # [1, F, N]
@@ -84,12 +103,17 @@ def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int
     metrics["recon"] = scores(recon_views, rgb[:, held_out])
 
     caption, F, elevation = sample["caption"][0], rgb.shape[2], sample["meta"][0]["elevations"][0]
-    _, video4d = feed_forward(pipeline, head, caption, {"video": rgb[0, 0]}, ring, F, size, elevation, steps, seed)
+    video, video4d = feed_forward(pipeline, head, caption, {"video": rgb[0, 0]}, ring, F, size, elevation, steps, seed)
     video_views = render_at(video4d, *held_out_cameras(sample, ring), size)
-    metrics["video_to_4d"] = scores(video_views, rgb[:, held_out])
+    metrics["video_to_4d"] = {**scores(video_views, rgb[:, held_out]),
+                              **generated_measures(video.images[1:], truth_ring[1:], patch)}
 
-    text, text4d = feed_forward(pipeline, head, caption, {}, ring, F, size, elevation, steps, seed)
-    metrics["text_to_4d_consistency"] = scores(render_at(text4d, text.c2w[None], text.K[None], size), text.images[None])
+    azimuth = sample["meta"][0]["azimuths"][0]  # at the truth's ring cameras, so silhouettes can be compared
+    text, text4d = feed_forward(pipeline, head, caption, {}, ring, F, size, elevation, steps, seed, azimuth)
+    rerendered = render_at(text4d, text.c2w[None], text.K[None], size)  # [1, V, F, 3, H, W]
+    metrics["text_to_4d"] = {**{f"consistency_{k}": v for k, v in scores(rerendered, text.images[None]).items()},
+                             "consistency_psnr_masked": masked_consistency(rerendered, text.images[None]),
+                             **generated_measures(text.images, truth_ring, patch)}
     metrics["seconds"] = round(time.perf_counter() - clock, 2)
     rows = torch.stack([rgb[0, held_out, 0], recon_views[0, :, 0], video_views[0, :, 0]])  # [3, E, 3, H, W]
     return metrics, rows
@@ -107,9 +131,13 @@ def load_models(args, device: torch.device):
 
 
 def mean_of(results: list[dict]) -> dict:
-    """Per task and metric, the mean over clips."""
+    """Per task and metric, the mean over clips (NaN values, e.g. masked scores of an empty view, left out)."""
     tasks = [k for k in results[0] if isinstance(results[0][k], dict)]
-    return {t: {m: sum(r[t][m] for r in results) / len(results) for m in results[0][t]} for t in tasks}
+    means = {}
+    for t in tasks:
+        values = {m: [r[t][m] for r in results if not math.isnan(r[t][m])] for m in results[0][t]}
+        means[t] = {m: sum(v) / len(v) if v else math.nan for m, v in values.items()}
+    return means
 
 
 def run_eval(args) -> dict:
@@ -124,7 +152,7 @@ def run_eval(args) -> dict:
         metrics, rows = evaluate_clip(pipeline, head, sample, args.views, args.steps, args.seed)
         results.append({"key": sample["key"][0], "caption": sample["caption"][0], **metrics})
         grid_image(rows).save(args.out / f"{sample['key'][0]}.png")
-        print(f"{sample['key'][0]}: " + ", ".join(f"{t} {metrics[t]['psnr']:.2f} dB" for t in metrics if t != "seconds"))
+        print(f"{sample['key'][0]}: " + ", ".join(f"{t} {m['psnr']:.2f} dB" for t, m in metrics.items() if isinstance(m, dict) and "psnr" in m))
         if len(results) == args.max_clips:
             break
     if not results:
@@ -136,11 +164,19 @@ def run_eval(args) -> dict:
     return summary
 
 
+EVAL_COLUMNS = ("psnr", "ssim", "consistency_psnr", "consistency_psnr_masked", "silhouette_iou", "motion_ratio",
+                "seam_ratio", "coverage", "motion")
+
+
 def markdown(summary: dict) -> str:
-    """The mean scores as a Markdown table."""
-    lines = ["| task | PSNR (dB) | SSIM |", "|---|---|---|"]
-    for task, m in summary["mean"].items():
-        lines.append(f"| {task} | {m['psnr']:.2f} | {m['ssim']:.3f} |")
+    """The mean scores as a Markdown table (n/a where a measure does not apply to a task); PSNR's margin over the
+    empty render beside it, so a result below an empty render is visible."""
+    means = summary["mean"]
+    empty = means["empty_render"]["psnr"]
+    lines = ["| task | " + " | ".join(EVAL_COLUMNS) + " | PSNR over empty |", "|---" * (len(EVAL_COLUMNS) + 2) + "|"]
+    for task, m in means.items():
+        cells = [cell(m.get(c, math.nan), 2 if "psnr" in c else 3) for c in EVAL_COLUMNS]
+        lines.append(f"| {task} | " + " | ".join(cells) + f" | {cell(m.get('psnr', math.nan) - empty, 2)} |")
     return "\n".join(lines)
 
 

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from data.atomic import atomic_folder
-from model.pipeline import SAMPLERS, MultiViewVideoPipeline
+from model.pipeline import LOOP_OUTPUTS, SAMPLERS, MultiViewVideoPipeline
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "zoetrope4d-cpu-small"
 
@@ -41,6 +42,10 @@ class Settings:
     elevation: float
     video_size: int
     refine_steps: int
+    motion: float | None = None  # None: the model's saved default (read by motion-conditioned models)
+    loop_start: float | None = None  # reconstruction in the loop (model.pipeline.PipelineDefaults); None: the model's
+    loop_blend: float | None = None
+    loop_output: str | None = None
 
 
 class InferError(ValueError):
@@ -147,7 +152,11 @@ def generate(prompt: str, out: Path, model: Path, settings: Settings, device: st
     torch.manual_seed(settings.seed)
     pipeline, head = stages.run("load model", load_models, model, torch.device(device))
     d = pipeline.defaults
-    V, F, sampler = settings.views or d.num_views, settings.frames or d.num_frames, settings.sampler or d.sampler
+    asked = dict(sampler=settings.sampler, motion=settings.motion, loop_start=settings.loop_start,
+                 loop_blend=settings.loop_blend, loop_output=settings.loop_output)
+    d = replace(d, **{k: v for k, v in asked.items() if v is not None})  # resolved once: used and recorded
+    V, F, sampler = settings.views or d.num_views, settings.frames or d.num_frames, d.sampler
+    sampling = dict(motion=d.motion, loop_start=d.loop_start, loop_blend=d.loop_blend, loop_output=d.loop_output)
     given = dict(
         image=load_image(image, d.height, d.width) if image else None,
         video=load_video(video, F, d.height, d.width) if video else None,
@@ -155,7 +164,7 @@ def generate(prompt: str, out: Path, model: Path, settings: Settings, device: st
     generator = torch.Generator().manual_seed(settings.seed)
     result = stages.run("multiview video", pipeline, prompt, **given, num_views=V, num_frames=F, elevation=settings.elevation,
                         num_inference_steps=settings.steps, guidance_scale=settings.guidance, sampler=sampler,
-                        generator=generator)
+                        reconstruct=head.render_back, **sampling, generator=generator)
     gaussians = stages.run("4D Gaussians", reconstruct, head, result, settings.refine_steps)
 
     with atomic_folder(out) as tmp:
@@ -165,7 +174,7 @@ def generate(prompt: str, out: Path, model: Path, settings: Settings, device: st
         stages.run("write .ply", write_frames, tmp / "ply", gaussians)
         meta = {"prompt": prompt, "mode": "video" if video else "image" if image else "text",
                 "image": str(image) if image else None, "video": str(video) if video else None,
-                "model": str(model), "device": device, "settings": asdict(settings), "views": V, "frames": F, "sampler": sampler,
+                "model": str(model), "device": device, "settings": asdict(settings), "views": V, "frames": F, "sampler": sampler, **sampling,
                 "gaussians_per_frame": gaussians.num_gaussians, "seconds": stages.seconds,
                 "total_seconds": round(sum(stages.seconds.values()), 3)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
@@ -203,6 +212,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1: off)")
     p.add_argument("--sampler", choices=SAMPLERS, help="stochastic: re-noise each step's clean-image prediction; "
                    "ode: deterministic Euler steps (default: the model's, stochastic for the shipped one)")
+    p.add_argument("--motion", type=float, help="motion score for motion-conditioned models: about 0.016 for a walk, "
+                   "0 for still, 0.03 for fast (default: the model's)")
+    p.add_argument("--loop-start", type=float, help="reconstruction in the sampling loop from this fraction of the steps "
+                   "on (1: off; default: the model's)")
+    p.add_argument("--loop-blend", type=float, help="how far each step's prediction moves towards the renders of its "
+                   "3D reconstruction, in [0, 1] (default: the model's)")
+    p.add_argument("--loop-output", choices=LOOP_OUTPUTS, help="sample: the last denoised views; render: the renders of "
+                   "the final reconstruction (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--elevation", type=float, default=15.0, help="camera elevation in degrees")
     p.add_argument("--video-size", type=int, default=256, help="orbit video side in pixels")
@@ -213,6 +230,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ("views", "frames"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1")
+    for name in ("loop_start", "loop_blend"):
+        if getattr(args, name) is not None and not 0.0 <= getattr(args, name) <= 1.0:  # also refuses nan
+            p.error(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+    if args.motion is not None and not 0.0 <= args.motion < math.inf:
+        p.error(f"--motion must be a finite score >= 0 (about 0.016 for a walk), got {args.motion}")
     if args.steps < 1 or args.video_size < 16 or args.video_size % 2:
         p.error("--steps must be at least 1 and --video-size an even number of at least 16")
     return args
@@ -223,7 +245,8 @@ def main(argv=None) -> None:
 
     Bad input exits non-zero with a message and writes nothing."""
     args = parse_args(argv)
-    settings = Settings(args.views, args.frames, args.steps, args.guidance, args.sampler, args.seed, args.elevation, args.video_size, args.refine_steps)
+    settings = Settings(args.views, args.frames, args.steps, args.guidance, args.sampler, args.seed, args.elevation,
+                        args.video_size, args.refine_steps, args.motion, args.loop_start, args.loop_blend, args.loop_output)
     try:
         meta = generate(args.prompt, args.out, args.model, settings, args.device, args.image, args.video)
     except (InferError, ValueError) as err:

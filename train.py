@@ -63,6 +63,9 @@ class TrainConfig:
     ema_decay: float = 0.999
     prediction: Literal["sample", "velocity"] = "sample"  # diffusion stage: the network predicts the clean image (sample, JiT) or the velocity
     init_from: str = ""  # start from the weights of this exported model folder instead of random ones (not on --resume)
+    camera_conditioning: bool = False  # diffusion stage: each view's camera embedding in the adaLN modulation (model/dit.py)
+    motion_conditioning: bool = False  # diffusion stage: condition on the clip's motion score (data/images.py)
+    output_refiner: bool = False  # diffusion stage: a residual convolution over the predicted image, across patch borders
     views: int = 0  # ring views per sample (0: the preset's)
     extra_views: int = 0  # extra supervision views per sample (recon stage)
     frames: int = 0  # frames per sample (0: the preset's)
@@ -179,7 +182,8 @@ def load_ema(ema: EMAModel, model: torch.nn.Module, checkpoint: Path, ema_step: 
     ema.optimization_step = ema_step
 
 
-MODEL_FIELDS = ("preset", "views", "extra_views", "frames", "prediction")  # what a checkpoint's weights depend on
+MODEL_FIELDS = ("preset", "views", "extra_views", "frames", "prediction", "camera_conditioning", "motion_conditioning",
+                "output_refiner")  # what a checkpoint's weights depend on
 
 
 def check_compatible(saved: dict, stage: str, cfg: TrainConfig) -> None:
@@ -195,17 +199,22 @@ def load_weights(model: torch.nn.Module, folder: str) -> None:
     """Copy the safetensors weights of an exported model folder (or of a pipeline folder's transformer/) into `model`.
 
     Every tensor must match by name and shape; options that change no weight (such as `prediction`) may differ,
-    which is how a velocity-trained model is continued as an x0-predicting one.
+    which is how a velocity-trained model is continued as an x0-predicting one. Modules that an option adds with a
+    zero-initialised output (the model's `ZERO_INIT_MODULES`) may be missing: the model then starts as the saved one.
     """
     path = Path(folder) / "transformer" if (Path(folder) / "transformer").is_dir() else Path(folder)
     files = sorted(path.glob("*.safetensors"))
     if not files:
         raise SystemExit(f"--init-from {folder}: no .safetensors weights in {path}")
     weights = {name: tensor for file in files for name, tensor in load_file(file).items()}
+    added = tuple(f"{name}." for name in getattr(model, "ZERO_INIT_MODULES", ()))
     try:
-        model.load_state_dict(weights)
-    except RuntimeError as error:  # missing, unexpected or differently shaped tensors
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as error:  # differently shaped tensors
         raise SystemExit(f"--init-from {folder}: the weights do not fit this model: {str(error).strip().splitlines()[-1].strip()}")
+    missing = [key for key in missing if not key.startswith(added)]
+    if missing or unexpected:
+        raise SystemExit(f"--init-from {folder}: the weights do not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
 
 # ----------------------------------------------------------------------------- the two stages
@@ -224,7 +233,9 @@ class DiffusionStage:
         views, frames = cfg.views or grid.num_views, cfg.frames or grid.num_frames
         self.preset = cfg.preset
         self.text_encoder = TextEncoder().to(device)
-        self.model = build_dit(cfg.preset, text_dim=self.text_encoder.dim, prediction=cfg.prediction)
+        self.model = build_dit(cfg.preset, text_dim=self.text_encoder.dim, prediction=cfg.prediction,
+                               camera_conditioning=cfg.camera_conditioning, motion_conditioning=cfg.motion_conditioning,
+                               output_refiner=cfg.output_refiner)
         self.scheduler = build_scheduler(cfg.preset)  # training state: never set_timesteps on this one
         self.objective = Objective()
         self.null_text = self.text_encoder([""])  # [1, L, D_text]

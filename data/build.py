@@ -78,6 +78,7 @@ def render_asset(job: dict) -> dict:
     import torch
 
     from data import render_blender
+    from data.images import motion_score
     from data.objaverse import motion_check
     from data.shards import encode_sample, sample_key, write_shard
 
@@ -91,8 +92,8 @@ def render_asset(job: dict) -> dict:
             except ValueError as err:  # a clip that animates nothing or is degenerate: skip it, keep the rest
                 dropped.append({"clip": clip["name"], "reason": str(err)})
                 continue
-            front = torch.from_numpy(np.ascontiguousarray(rendered.images[0])).permute(0, 3, 1, 2).float() / 255  # [F, 4, H, W]
-            motion = motion_check(front)
+            ring = torch.from_numpy(np.ascontiguousarray(rendered.images[: settings.views])).permute(0, 1, 4, 2, 3).float() / 255  # [V, F, 4, H, W]
+            motion = motion_check(ring[0])
             if job["motion_filter"] and not motion.keep:  # static or broken animations teach nothing about motion
                 dropped.append({"clip": clip["name"], "reason": f"motion filter: {motion}"})
                 continue
@@ -103,6 +104,7 @@ def render_asset(job: dict) -> dict:
                 "times": rendered.times.tolist(), "c2w": rendered.c2w.tolist(), "K": rendered.K.tolist(),
                 "elevations": rendered.elevations, "azimuths": rendered.azimuths, "center": rendered.center,
                 "scale": rendered.scale, "samples": settings.samples, "seed": seed, "motion": str(motion),
+                "motion_score": motion_score(ring),
             }
             samples.append(encode_sample(sample_key(job["asset_id"], clip["index"], orbit), rendered.images, meta))
     if samples:

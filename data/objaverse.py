@@ -38,6 +38,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 import torch
 
 from data.atomic import atomic_path
+from data.images import composite
 
 # Objaverse's `license` values are Sketchfab slugs. The default keeps the licences that allow
 # commercial use and derivatives without passing terms on: CC0 and CC-BY (credit the author).
@@ -225,7 +226,7 @@ def motion_check(
     frames = frames.float()
     alpha = frames[:, 3:]  # [F, 1, H, W]
     coverage = (alpha > 0.5).flatten(1).float().mean(1)  # [F]
-    rgb = frames[:, :3] * alpha + background * (1 - alpha)  # [F, 3, H, W]
+    rgb = composite(frames, background)  # [F, 3, H, W]
     n = frames.shape[0]
     later = sorted({n // 4, n // 2} - {0})  # [K] frame indices compared with frame 0
     scores = ssim(rgb[:1].expand(len(later), -1, -1, -1), rgb[later], data_range=1.0, size_average=False)  # [K]

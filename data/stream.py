@@ -20,6 +20,7 @@ import braceexpand
 import torch
 import webdataset as wds
 
+from data.images import motion_score
 from data.shards import decode_sample
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,8 @@ def choose_subset(sample: dict, subset: Subset, rng: random.Random) -> dict:
         "c2w": sample["c2w"][views, frames],  # [V+E, F, 4, 4]
         "K": sample["K"][views],  # [V+E, 3, 3]
         "times": (times - times[0]) / span if F > 1 else torch.zeros(1),  # [F]
+        # The whole stored clip's motion (data.images): stored by the build, computed for shards made before it was.
+        "motion": sample["meta"]["motion_score"] if "motion_score" in sample["meta"] else motion_score(sample["images"][:ring]),
     }
 
 
@@ -127,11 +130,12 @@ class _SubsetChooser:
 
 def collate(samples: list[dict]) -> dict:
     """Stack decoded samples into a batch: images [B, V, F, 4, H, W], c2w [B, V, F, 4, 4], K [B, V, 3, 3],
-    times [B, F], and lists caption [B], key [B], meta [B] (the stored JSON, for views as stored)."""
+    times [B, F], motion [B] (data.images.motion_score), and lists caption [B], key [B], meta [B] (the stored JSON, for views as stored)."""
     shapes = {tuple(s["images"].shape) for s in samples}
     if len(shapes) > 1:
         raise ValueError(f"samples of different shapes {sorted(shapes)} cannot share a batch; choose a Subset")
     batch = {k: torch.stack([s[k] for s in samples]) for k in ("images", "c2w", "K", "times")}
+    batch["motion"] = torch.tensor([float(s.get("motion", 0.0)) for s in samples])  # [B]
     batch["caption"] = [s["caption"] for s in samples]
     batch["key"] = [s["key"] for s in samples]
     batch["meta"] = [s["meta"] for s in samples]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from recon.losses import SSIM_WINDOW, composite, psnr, ssim, ssim_map
+from data.images import composite, frame_change as flicker
+from recon.losses import SSIM_WINDOW, psnr, ssim, ssim_map
 
 
 def scores(rendered: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
@@ -28,11 +29,6 @@ def masked_ssim(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.T
     r = SSIM_WINDOW // 2  # the valid convolution drops r pixels on each side
     centres = mask.reshape(-1, *mask.shape[-3:])[..., r:-r, r:-r].expand_as(values)
     return values[centres].mean()
-
-
-def flicker(frames: torch.Tensor) -> torch.Tensor:
-    """Mean absolute frame-to-frame change of images [..., F, 3, H, W] (0 for a still clip)."""
-    return (frames[..., 1:, :, :, :] - frames[..., :-1, :, :, :]).abs().mean()
 
 
 def flicker_error(rendered: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -77,3 +73,49 @@ def measure(device: torch.device, fn, *args, **kwargs):
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mb()
     return result, {"seconds": round(seconds, 3), "peak_mb": round(peak, 1)}
+
+
+# ----------------------------------------------------------------------------- what a person sees in generated views
+# Generated views carry no alpha: the object is whatever is not the white background.
+
+
+def object_mask(rgb: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:
+    """bool [..., 1, H, W]: pixels of images [..., 3, H, W] over white that differ from white by more than threshold."""
+    return (1.0 - rgb).amax(dim=-3, keepdim=True) > threshold
+
+
+def silhouette_iou(rgb: torch.Tensor, truth_alpha: torch.Tensor) -> float:
+    """Mean per-image IoU of the object masks of images [..., 3, H, W] over white and truth alpha [..., 1, H, W] > 0.5
+    (an image where both are empty counts 1). Low when a view is drawn from the wrong side or not at all."""
+    ours, truth = object_mask(rgb).flatten(-3), (truth_alpha > 0.5).flatten(-3)  # [..., H*W]
+    inter, union = (ours & truth).sum(-1).float(), (ours | truth).sum(-1).float()  # [...]
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).mean().item()
+
+
+def motion_ratio(generated: torch.Tensor, truth: torch.Tensor) -> float:
+    """flicker(generated) / flicker(truth) of clips [..., F, 3, H, W]: 1 when the object moves as much as the truth."""
+    return (flicker(generated) / flicker(truth).clamp(min=1e-8)).item()
+
+
+def patch_seam_ratio(images: torch.Tensor, patch: int) -> float:
+    """Mean absolute image gradient across patch borders / elsewhere, of images [..., C, H, W] (about 1 for renders;
+    above 1 when an image is built of patch-sized fragments with seams between them)."""
+    dx = (images[..., :, 1:] - images[..., :, :-1]).abs()  # [..., C, H, W - 1], between columns x and x + 1
+    dy = (images[..., 1:, :] - images[..., :-1, :]).abs()  # [..., C, H - 1, W]
+    x_border = torch.arange(1, images.shape[-1]) % patch == 0  # [W - 1], True where x + 1 starts a patch
+    y_border = torch.arange(1, images.shape[-2]) % patch == 0  # [H - 1]
+    across = torch.cat([dx[..., x_border].flatten(), dy[..., y_border, :].flatten()])
+    within = torch.cat([dx[..., ~x_border].flatten(), dy[..., ~y_border, :].flatten()])
+    return (across.mean() / within.mean().clamp(min=1e-8)).item()
+
+
+def masked_consistency(rerendered: torch.Tensor, generated: torch.Tensor) -> float:
+    """PSNR (dB) of re-rendered against generated views [..., 3, H, W] over the pixels where either shows an object:
+    0 when neither does, so an empty generation cannot score well on consistency."""
+    mask = object_mask(rerendered) | object_mask(generated)  # [..., 1, H, W]
+    return masked_psnr(rerendered, generated, mask).item() if mask.any() else 0.0
+
+
+def coverage(rgb: torch.Tensor) -> float:
+    """The share of pixels of images [..., 3, H, W] over white that show an object."""
+    return object_mask(rgb).float().mean().item()

@@ -27,6 +27,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
+from data.images import composite
 from model.text import TextStates
 
 
@@ -59,8 +60,7 @@ def _uniform(shape: tuple[int, ...], generator: torch.Generator | None, device: 
 
 def to_model_rgb(images: torch.Tensor) -> torch.Tensor:
     """RGBA [..., 4, H, W] in [0, 1] -> RGB over a white background [..., 3, H, W] in [-1, 1]."""
-    rgb, alpha = images[..., :3, :, :], images[..., 3:, :, :]
-    return (rgb * alpha + (1 - alpha)) * 2 - 1
+    return composite(images, 1.0) * 2 - 1
 
 
 def from_model_rgb(x: torch.Tensor) -> torch.Tensor:
@@ -139,7 +139,8 @@ def diffusion_loss(
 ) -> torch.Tensor:
     """Flow-matching loss (scalar) of one batch in the data loader's format.
 
-    batch: images [B, V, F, 4, H, W] RGBA in [0, 1]; c2w [B, V, F, 4, 4]; K [B, V, 3, 3]; times [B, F].
+    batch: images [B, V, F, 4, H, W] RGBA in [0, 1]; c2w [B, V, F, 4, 4]; K [B, V, 3, 3]; times [B, F]; motion [B]
+    (data.images.motion_score, read by motion-conditioned models only).
     text: the captions' TextStates [B, L, D_text]; null_text: the empty prompt's [1, L, D_text].
     A task per sample picks the given frames; the MSE to the velocity counts only the frames to generate.
     """
@@ -154,7 +155,7 @@ def diffusion_loss(
     x_t = torch.where(keep, x0, (1 - sigma) * x0 + sigma * noise)  # [B, V, F, 3, H, W], given frames clean
     velocity = model(
         x_t, timesteps, cond_images=x0, cond_mask=given, c2w=batch["c2w"], K=batch["K"], times=batch["times"],
-        text_states=text.states, text_mask=text.mask,
+        text_states=text.states, text_mask=text.mask, motion=batch.get("motion"),
     )  # [B, V, F, 3, H, W]
     weight = (~keep).to(x0).expand_as(x0)  # [B, V, F, 3, H, W], 1 on the frames to generate
     return ((velocity.float() - (noise - x0).float()) ** 2 * weight).sum() / weight.sum().clamp(min=1)

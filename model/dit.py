@@ -41,11 +41,44 @@ from model.attention import Attention
 IN_CHANNELS = 3 + 3 + 1 + 6  # noisy RGB, conditioning RGB, conditioning mask, Pluecker ray
 POSITION_SPAN = 16.0  # image rows/columns and clip times both span 16 units of the sin-cos ladder, at any resolution
 PREDICTIONS = ("velocity", "sample")
+MOTION_SCALE = 1000.0  # motion scores (~0.0-0.05) onto the sin-cos ladder's range, like SVD's motion bucket ids
 SIGMA_FLOOR = 0.05  # x0-prediction: the noise level below which the implied velocity (x_t - x0) / sigma stops growing (JiT)
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale) + shift
+
+
+def camera_features(c2w: torch.Tensor, frequencies: int = 4) -> torch.Tensor:
+    """Sin-cos features [..., 6 * frequencies + 1] of camera positions: the unit direction from the object's centre
+    to the camera (orbit cameras look at the origin) at octave frequencies, and the log distance. c2w: [..., 4, 4]."""
+    eye = c2w[..., :3, 3].float()  # [..., 3]
+    distance = eye.norm(dim=-1, keepdim=True).clamp(min=1e-6)  # [..., 1]
+    angles = (eye / distance)[..., None] * (2.0 ** torch.arange(frequencies, device=c2w.device)) * torch.pi  # [..., 3, K]
+    return torch.cat([angles.sin().flatten(-2), angles.cos().flatten(-2), distance.log()], dim=-1)
+
+
+def zero_init_mlp(in_dim: int, dim: int) -> nn.Sequential:
+    """in_dim -> dim -> dim MLP whose output starts at zero, so a model that gains it starts as the one without."""
+    mlp = nn.Sequential(nn.Linear(in_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+    nn.init.zeros_(mlp[-1].weight)
+    nn.init.zeros_(mlp[-1].bias)
+    return mlp
+
+
+class OutputRefiner(nn.Module):
+    """A residual 3x3 convolution pair over predicted images [..., 3, H, W] (zero-initialised: starts as identity)."""
+
+    def __init__(self, channels: int = 32):
+        super().__init__()
+        self.conv_in = nn.Conv2d(3, channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(channels, 3, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        flat = images.flatten(0, -4)  # [M, 3, H, W]
+        return images + self.conv_out(nn.functional.silu(self.conv_in(flat))).view_as(images)
 
 
 def _check_shape(name: str, tensor: torch.Tensor, expected: tuple[int, ...]) -> None:
@@ -74,10 +107,11 @@ class MultiViewVideoBlock(nn.Module):
         nn.init.zeros_(self.adaLN_modulation[-1].bias)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-        """x: [B, V, F, N, D]; c: [B, D]; text: [B, L, D_text]; text_mask: bool [B, 1, 1, L]. Returns [B, V, F, N, D]."""
+        """x: [B, V, F, N, D]; c: [B, V or 1, F or 1, D] (per view and frame with camera conditioning);
+        text: [B, L, D_text]; text_mask: bool [B, 1, 1, L]. Returns [B, V, F, N, D]."""
         B, V, F, N, _ = x.shape
-        mod = self.adaLN_modulation(c)[:, None, None, None]  # [B, 1, 1, 1, 6D]
-        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)  # [B, 1, 1, 1, D] each
+        mod = self.adaLN_modulation(c)[:, :, :, None]  # [B, V or 1, F or 1, 1, 6D]
+        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)  # [B, V or 1, F or 1, 1, D] each
         h = rearrange(modulate(self.norm1(x), shift1, scale1), "b v f n d -> (b v f) n d")  # within each image
         x = x + gate1 * rearrange(self.spatial_attn(h), "(b v f) n d -> b v f n d", b=B, v=V)  # [B, V, F, N, D]
         if self.view_attn is not None:
@@ -104,8 +138,8 @@ class FinalLayer(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """x: [B, V, F, N, D]; c: [B, D]. Returns [B, V, F, N, p*p*C]."""
-        shift, scale = self.adaLN_modulation(c)[:, None, None, None].chunk(2, dim=-1)  # [B, 1, 1, 1, D] each
+        """x: [B, V, F, N, D]; c: [B, V or 1, F or 1, D]. Returns [B, V, F, N, p*p*C]."""
+        shift, scale = self.adaLN_modulation(c)[:, :, :, None].chunk(2, dim=-1)  # [B, V or 1, F or 1, 1, D] each
         return self.linear(modulate(self.norm(x), shift, scale))
 
 
@@ -130,9 +164,13 @@ class MultiViewVideoDiT(ModelMixin, ConfigMixin):
         prediction: "velocity" or "sample" (see above); "velocity" is the default so that configs saved before the
             option existed load as they were trained.
         num_train_timesteps: the scheduler's timestep scale, sigma = timestep / num_train_timesteps.
+        camera_conditioning: add each view's camera embedding to the adaLN modulation (module docstring).
+        motion_conditioning: condition on a clip's motion score; `forward` then needs `motion`.
+        output_refiner: a residual convolution over the predicted image, across patch borders.
     """
 
     _supports_gradient_checkpointing = True
+    ZERO_INIT_MODULES = ("camera_embed", "motion_embed", "refiner")  # optional; a model continued with them starts as it was
 
     @register_to_config
     def __init__(
@@ -147,6 +185,9 @@ class MultiViewVideoDiT(ModelMixin, ConfigMixin):
         cross_frame: bool = True,
         prediction: str = "velocity",
         num_train_timesteps: int = 1000,
+        camera_conditioning: bool = False,
+        motion_conditioning: bool = False,
+        output_refiner: bool = False,
     ):
         super().__init__()
         if prediction not in PREDICTIONS:
@@ -160,6 +201,12 @@ class MultiViewVideoDiT(ModelMixin, ConfigMixin):
             MultiViewVideoBlock(hidden_size, num_heads, text_dim, mlp_ratio, cross_view, cross_frame) for _ in range(depth)
         )
         self.final_layer = FinalLayer(hidden_size, 3 * patch_size**2)
+        self.camera_embed = zero_init_mlp(camera_features(torch.eye(4)).numel(), hidden_size) if camera_conditioning else None
+        self.motion_embed = TimestepEmbedding(256, hidden_size) if motion_conditioning else None
+        if self.motion_embed is not None:  # zero output: a model continued with it starts as it was
+            nn.init.zeros_(self.motion_embed.linear_2.weight)
+            nn.init.zeros_(self.motion_embed.linear_2.bias)
+        self.refiner = OutputRefiner() if output_refiner else None
 
     def _check_inputs(self, sample, timestep, cond_images, cond_mask, c2w, K, times, text_states, text_mask) -> None:
         if sample.ndim != 6 or sample.shape[3] != 3:
@@ -181,6 +228,18 @@ class MultiViewVideoDiT(ModelMixin, ConfigMixin):
         _check_shape("text_states", text_states, (B, text_states.shape[1], self.config.text_dim))
         _check_shape("text_mask", text_mask, tuple(text_states.shape[:2]))
 
+    def _conditioning(self, timestep, pooled, c2w, motion, dtype) -> torch.Tensor:
+        """adaLN conditioning [B, V or 1, F or 1, D]: timestep + pooled prompt (+ camera per view and frame, + motion).
+
+        timestep: [B]; pooled: [B, D_text]; c2w: [B, V, F, 4, 4]; motion: [B] (used with motion_conditioning)."""
+        c = self.time_embed(self.time_proj(timestep).to(dtype)) + self.text_pool_embed(pooled)  # [B, D]
+        if self.motion_embed is not None:
+            c = c + self.motion_embed(self.time_proj(motion * MOTION_SCALE).to(dtype))  # [B, D]
+        c = c[:, None, None]  # [B, 1, 1, D]
+        if self.camera_embed is not None:
+            c = c + self.camera_embed(camera_features(c2w).to(dtype))  # [B, V, F, D]
+        return c
+
     def _positions(self, grid_h: int, grid_w: int, times: torch.Tensor) -> torch.Tensor:
         """Sin-cos positions of patches and frame times, [B, 1, F, N, D] to add to the tokens."""
         D = self.config.hidden_size
@@ -201,15 +260,19 @@ class MultiViewVideoDiT(ModelMixin, ConfigMixin):
         times: torch.Tensor,
         text_states: torch.Tensor,
         text_mask: torch.Tensor,
+        motion: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Velocity [B, V, F, 3, H, W] of the noisy grid.
 
         sample: [B, V, F, 3, H, W] noisy images (given frames clean, see model/diffusion.py); timestep: [B] in
         [0, num_train_timesteps]; cond_images: [B, V, F, 3, H, W] in [-1, 1], read only where cond_mask is True;
         cond_mask: bool [B, V, F]; c2w: [B, V, F, 4, 4] OpenCV camera-to-world; K: [B, V, 3, 3] normalised;
-        times: [B, F] in [0, 1]; text_states: [B, L, D_text]; text_mask: bool [B, L] (True = real token).
+        times: [B, F] in [0, 1]; text_states: [B, L, D_text]; text_mask: bool [B, L] (True = real token);
+        motion: [B] motion scores (data.motion), required with motion_conditioning, ignored otherwise.
         """
         self._check_inputs(sample, timestep, cond_images, cond_mask, c2w, K, times, text_states, text_mask)
+        if self.motion_embed is not None and (motion is None or tuple(motion.shape) != (sample.shape[0],)):
+            raise ValueError(f"this model is motion-conditioned: pass motion [B], got {None if motion is None else tuple(motion.shape)}")
         B, V, F, _, H, W = sample.shape
         p = self.config.patch_size
         given = cond_mask[..., None, None, None].to(sample)  # [B, V, F, 1, 1, 1]
@@ -220,13 +283,15 @@ class MultiViewVideoDiT(ModelMixin, ConfigMixin):
         x = x + self._positions(H // p, W // p, times).to(x)  # [B, V, F, N, D]
         text, mask = text_states.to(x), text_mask.to(torch.bool)  # [B, L, D_text], [B, L]
         pooled = (text * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)  # [B, D_text]
-        c = self.time_embed(self.time_proj(timestep).to(x)) + self.text_pool_embed(pooled)  # [B, D]
+        c = self._conditioning(timestep, pooled, c2w, motion, x.dtype)  # [B, V or 1, F or 1, D]
         checkpointing = torch.is_grad_enabled() and self.gradient_checkpointing
         run = self._gradient_checkpointing_func if checkpointing else nn.Module.__call__  # one code path for both
         for block in self.blocks:
             x = run(block, x, c, text, mask[:, None, None])  # [B, V, F, N, D]
         out = self.final_layer(x, c)  # [B, V, F, N, 3*p*p]
         out = rearrange(out, "b v f (h w) (p q c) -> b v f c (h p) (w q)", h=H // p, p=p, q=p)  # [B, V, F, 3, H, W]
+        if self.refiner is not None:
+            out = self.refiner(out)  # [B, V, F, 3, H, W]
         if self.config.prediction == "velocity":
             return out
         sigma = (timestep.float() / self.config.num_train_timesteps).clamp(min=SIGMA_FLOOR)  # [B]

@@ -14,6 +14,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
@@ -36,6 +37,11 @@ class Generation:
 
 
 SAMPLERS = ("stochastic", "ode")
+LOOP_OUTPUTS = ("sample", "render")
+
+# images [V, F, 3, H, W] in [0, 1], c2w [V, F, 4, 4], K [V, 3, 3] -> renders [V, F, 3, H, W] in [0, 1] of one 3D
+# reconstruction of them at the same cameras (infer.py passes the Gaussian head followed by the renderer).
+Reconstructor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -49,24 +55,43 @@ class PipelineDefaults:
     fov_deg: float = 40.0  # horizontal field of view; the camera distance follows from data.cameras.fit_distance
     shared_noise: float = 0.0  # as in training (model.diffusion.Objective.shared_noise)
     sampler: str = "stochastic"  # "stochastic" or "ode"; see MultiViewVideoPipeline._denoise
+    motion: float = 0.016  # motion score asked of motion-conditioned models (data.images; the training clips' mean)
+    # Reconstruction in the loop (`_denoise`): from this fraction of the steps on (1: never), each clean-image
+    # prediction is blended `loop_blend` of the way towards the renders of its 3D reconstruction; `loop_output`
+    # "render" returns the renders of the final reconstruction instead of the last sample.
+    loop_start: float = 1.0
+    loop_blend: float = 1.0
+    loop_output: str = "sample"
 
     def __post_init__(self):
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        check_choice("sampler", self.sampler, SAMPLERS)
+        check_choice("loop_output", self.loop_output, LOOP_OUTPUTS)
+        for name in ("loop_start", "loop_blend"):
+            if not 0.0 <= getattr(self, name) <= 1.0:  # also refuses NaN
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.motion < float("inf"):
+            raise ValueError(f"motion must be a finite score >= 0 (about 0.016 for a walk), got {self.motion}")
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """ValueError unless value is one of choices."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
 def model_conditioning(cond: torch.Tensor, given: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, times: torch.Tensor,
-                       text: TextStates) -> dict[str, torch.Tensor]:
+                       text: TextStates, motion: float = PipelineDefaults.motion) -> dict[str, torch.Tensor]:
     """The transformer's inputs besides x_t and the timestep, repeated to the G = len(text.states) rows.
 
     cond: [1, V, F, 3, H, W]; given: bool [1, V, F]; c2w: [V, F, 4, 4]; K: [V, 3, 3]; times: [F]; text: [G, L, D_text]
-    (G = 2 for classifier-free guidance: the prompt, then the empty prompt).
+    (G = 2 for classifier-free guidance: the prompt, then the empty prompt); motion: the score asked for (read by
+    motion-conditioned models only).
     """
     G = len(text.states)
     return dict(
         cond_images=cond.expand(G, -1, -1, -1, -1, -1), cond_mask=given.expand(G, -1, -1),
         c2w=c2w[None].expand(G, -1, -1, -1, -1), K=K[None].expand(G, -1, -1, -1), times=times[None].expand(G, -1),
-        text_states=text.states, text_mask=text.mask,
+        text_states=text.states, text_mask=text.mask, motion=torch.full((G,), float(motion), device=c2w.device),
     )  # each [G, ...]
 
 
@@ -76,6 +101,29 @@ def guided_velocity(transformer, x: torch.Tensor, timestep: torch.Tensor, condit
     G = len(conditioning["text_states"])
     v = transformer(x.expand(G, -1, -1, -1, -1, -1), timestep.expand(G), **conditioning)  # [G, V, F, 3, H, W]
     return v[1:] + scale * (v[:1] - v[1:]) if G == 2 else v
+
+
+@dataclass
+class RenderLoop:
+    """Reconstruction in the sampling loop (VideoMV's 3D-aware denoising; DMV3D reconstructs as its denoiser).
+
+    At a step it takes the clean image the model predicts, x0 = x_t - sigma * v, reconstructs it in 3D with
+    `render_back` (model-space images [V, F, 3, H, W] in [0, 1] -> renders of the reconstruction at the same
+    cameras), blends x0 `blend` of the way towards the renders and returns the velocity that leads to it. The views
+    then share one 3D object as the noise falls: consistent by construction at blend 1.
+    """
+
+    render_back: Callable[[torch.Tensor], torch.Tensor]
+    start: float  # fraction of the steps after which it runs (0: every step)
+    blend: float  # 0: the model's prediction, 1: the renders
+
+    def velocity(self, x: torch.Tensor, velocity: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The velocity [1, V, F, 3, H, W] whose clean image is blended towards the renders; x, velocity the same."""
+        sigma = sigma.to(x)
+        x0 = x - sigma * velocity  # [1, V, F, 3, H, W], the model's clean-image prediction in [-1, 1]
+        renders = self.render_back(from_model_rgb(x0[0].float())).to(x0) * 2 - 1  # [V, F, 3, H, W] in [-1, 1]
+        x0 = x0 + self.blend * (renders[None] - x0)  # [1, V, F, 3, H, W]
+        return (x - x0) / sigma.clamp(min=1e-4)  # [1, V, F, 3, H, W]
 
 
 class MultiViewVideoPipeline:
@@ -109,11 +157,12 @@ class MultiViewVideoPipeline:
 
     @staticmethod
     def cameras(
-        num_views: int, num_frames: int, height: int, width: int, elevation: float, fov_deg: float, distance: float | None
+        num_views: int, num_frames: int, height: int, width: int, elevation: float, fov_deg: float, distance: float | None,
+        azimuth: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Orbit cameras c2w [V, F, 4, 4], K [V, 3, 3] at one elevation (degrees), view 0 at azimuth 0 (the front)."""
+        """Orbit cameras c2w [V, F, 4, 4], K [V, 3, 3] at one elevation (degrees), view 0 at `azimuth` (0: the front)."""
         distance = fit_distance(fov_deg) if distance is None else distance
-        c2w = orbit_c2w(torch.full((num_views,), float(elevation)), ring_azimuths(num_views), distance, num_frames)
+        c2w = orbit_c2w(torch.full((num_views,), float(elevation)), ring_azimuths(num_views, azimuth), distance, num_frames)
         return c2w, intrinsics_from_fov(fov_deg, aspect=width / height).expand(num_views, 3, 3).clone()
 
     def condition(self, image, video, num_views, num_frames, height, width) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,11 +193,17 @@ class MultiViewVideoPipeline:
         height: int | None = None,
         width: int | None = None,
         elevation: float = 0.0,
+        azimuth: float = 0.0,
         fov_deg: float | None = None,
         sampler: str | None = None,
+        motion: float | None = None,
         distance: float | None = None,
         num_inference_steps: int = 25,
         guidance_scale: float = 3.0,
+        reconstruct: Reconstructor | None = None,
+        loop_start: float | None = None,
+        loop_blend: float | None = None,
+        loop_output: str | None = None,
         generator: torch.Generator | None = None,
         progress: bool = True,
     ) -> Generation:
@@ -156,26 +211,35 @@ class MultiViewVideoPipeline:
 
         prompt: non-empty text. image: [3, H, W] in [0, 1], view 0 frame 0 (image-to-4D); video: [F, 3, H, W] in
         [0, 1], view 0 (video-to-4D); given frames come back unchanged. Views sit on a ring at `elevation` degrees,
-        view 0 at azimuth 0; distance defaults to the one at which the normalised object fits the field of view.
-        guidance_scale 1 skips the unconditional pass. sampler: "stochastic" or "ode" (default: the saved one, see
-        `_denoise`). progress=False hides the progress bar.
+        view 0 at `azimuth`; distance defaults to the one at which the normalised object fits the field of view.
+        guidance_scale 1 skips the unconditional pass. sampler: "stochastic" or "ode" (see `_denoise`). motion: the
+        motion score asked of a motion-conditioned model. reconstruct: a `Reconstructor` for reconstruction in the
+        loop (`loop_*`, see PipelineDefaults); without one the loop is off. None: the saved default.
+        progress=False hides the progress bar.
         """
         if not prompt or not prompt.strip():
             raise ValueError("prompt is empty; describe the object (the empty prompt is the unconditional branch)")
-        asked = dict(num_views=num_views, num_frames=num_frames, height=height, width=width, fov_deg=fov_deg, sampler=sampler)
-        d = replace(self.defaults, **{k: v for k, v in asked.items() if v is not None})
+        asked = dict(num_views=num_views, num_frames=num_frames, height=height, width=width, fov_deg=fov_deg, sampler=sampler,
+                     motion=motion, loop_start=loop_start, loop_blend=loop_blend, loop_output=loop_output)
+        d = replace(self.defaults, **{k: v for k, v in asked.items() if v is not None})  # validates every value
         V, F, H, W = d.num_views, d.num_frames, d.height, d.width
-        c2w, K = self.cameras(V, F, H, W, elevation, d.fov_deg, distance)  # [V, F, 4, 4], [V, 3, 3]
+        c2w, K = self.cameras(V, F, H, W, elevation, d.fov_deg, distance, azimuth)  # [V, F, 4, 4], [V, 3, 3]
         times = torch.linspace(0, 1, F)  # [F]
         cond, given = self.condition(image, video, V, F, H, W)  # [1, V, F, 3, H, W], [1, V, F]
         text = self.text_encoder([prompt, ""] if guidance_scale != 1.0 else [prompt])  # [G, L, D_text], G = 2 guided
-        conditioning = model_conditioning(cond, given, c2w.to(self.device), K.to(self.device), times.to(self.device), text)
+        c2w, K, times = c2w.to(self.device), K.to(self.device), times.to(self.device)
+        conditioning = model_conditioning(cond, given, c2w, K, times, text, d.motion)
         noise = sample_noise((1, V, F, 3, H, W), d.shared_noise, generator, self.device, self.transformer.dtype)
-        x = self._denoise(noise, cond, given, conditioning, guidance_scale, num_inference_steps, d.sampler, generator, progress)
-        return Generation(from_model_rgb(x[0].float()).cpu(), c2w, K, times)
+        loop = None if reconstruct is None else RenderLoop(lambda x: reconstruct(x, c2w, K), d.loop_start, d.loop_blend)
+        x = self._denoise(noise, cond, given, conditioning, guidance_scale, num_inference_steps, d.sampler, generator,
+                          progress, loop)
+        images = from_model_rgb(x[0].float())  # [V, F, 3, H, W]
+        if loop is not None and d.loop_output == "render":
+            images = torch.where(given[0, ..., None, None, None], images, reconstruct(images, c2w, K).clamp(0, 1))
+        return Generation(images.cpu(), c2w.cpu(), K.cpu(), times.cpu())
 
     def _denoise(self, x, cond, given, conditioning, guidance_scale, num_inference_steps, sampler, generator,
-                 progress) -> torch.Tensor:
+                 progress, loop: RenderLoop | None = None) -> torch.Tensor:
         """Steps of the flow from noise x [1, V, F, 3, H, W] to images [1, V, F, 3, H, W], the given frames held at cond.
 
         cond: [1, V, F, 3, H, W]; given: bool [1, V, F]; conditioning: `model_conditioning`'s G = 1 or 2 rows.
@@ -183,15 +247,18 @@ class MultiViewVideoPipeline:
         takes the clean image the model predicts and noises it afresh to the next level (diffusers'
         `stochastic_sampling`), so an error made at one step is not carried along the path. Measured on the
         shipped cpu-small model, "ode" left objects broken into scattered 8x8 patches, "stochastic" joined them
-        into whole silhouettes (pretrained/zoetrope4d-cpu-small/README.md).
+        into whole silhouettes (pretrained/zoetrope4d-cpu-small/README.md). `loop` (RenderLoop) may replace the
+        clean-image prediction by renders of its 3D reconstruction before the step is taken.
         """
         keep = given[..., None, None, None]  # [1, V, F, 1, 1, 1]
         # A scheduler per call: the pipeline's own stays in the state it was saved in (training code shares it).
         scheduler = FlowMatchEulerDiscreteScheduler.from_config(self.scheduler.config, stochastic_sampling=sampler == "stochastic")
         scheduler.set_timesteps(num_inference_steps, device=self.device)
-        for t in tqdm(scheduler.timesteps, disable=not progress, desc="denoising"):
+        for i, t in enumerate(tqdm(scheduler.timesteps, disable=not progress, desc="denoising")):
             x = torch.where(keep, cond, x)  # [1, V, F, 3, H, W], given frames clean as in training
             velocity = guided_velocity(self.transformer, x, t, conditioning, guidance_scale)  # [1, V, F, 3, H, W]
+            if loop is not None and i >= loop.start * len(scheduler.timesteps):
+                velocity = loop.velocity(x, velocity, scheduler.sigmas[i])  # [1, V, F, 3, H, W]
             x = scheduler.step(velocity, t, x, generator=generator).prev_sample  # [1, V, F, 3, H, W]
         return torch.where(keep, cond, x)  # [1, V, F, 3, H, W]
 

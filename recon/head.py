@@ -22,6 +22,7 @@ from einops import rearrange
 
 from data.cameras import pixel_rays, plucker_rays
 from recon.gaussians import MAX_SCALE, MIN_SCALE, Gaussians, means_on_rays
+from recon.render import render_views
 
 # Raw per-pixel outputs, in channel order: named sizes, split by name (never sliced by index).
 RAW_CHANNELS = {"depth": 1, "offset": 3, "rotations": 4, "scales": 3, "opacities": 1, "colours": 3}
@@ -185,3 +186,12 @@ class GaussianHead4D(ModelMixin, ConfigMixin):
             opacities=raw["opacities"][..., 0],
             colours=raw["colours"] + colour_prior,  # a residual on the pixel's own colour
         )
+
+    @torch.no_grad()
+    def render_back(self, images: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+        """The Gaussians of images [V, F, 3, H, W] in [0, 1] rendered back over white at their own cameras c2w
+        [V, F, 4, 4], K [V, 3, 3]: [V, F, 3, H, W]. One 3D object's views (the pipeline's reconstruction loop)."""
+        device = next(self.parameters()).device
+        images, c2w, K = images[None].to(device), c2w[None].to(device), K[None].to(device)  # batch of one
+        gaussians = self(images, c2w, K)  # [1, F, N]
+        return render_views(gaussians, c2w, K, *images.shape[-2:], background=1.0).rgb[0].clamp(0, 1)  # [V, F, 3, H, W]

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from pytorch_msssim import ssim as _ssim
 from pytorch_msssim.ssim import _fspecial_gauss_1d, gaussian_filter
 
+from data.images import composite  # noqa: F401  (re-exported: recon's losses and their callers use it)
 from recon.head import GaussianHead4D
 from recon.render import RenderOutput, render_views
 
@@ -28,14 +29,6 @@ class LossWeights:
     ssim: float = 0.2  # 1 - SSIM on RGB
     alpha: float = 1.0  # mean squared error of the rendered alpha against the ground-truth alpha
     lpips: float = 0.0  # perceptual loss; used only where `lpips` and its weights are installed
-
-
-def composite(rgba: torch.Tensor, background: torch.Tensor | float) -> torch.Tensor:
-    """RGB [..., 3, H, W] of straight-alpha RGBA [..., 4, H, W] over a background (a float, or [..., 3])."""
-    background = torch.as_tensor(background, dtype=rgba.dtype, device=rgba.device)
-    background = background[..., None, None] if background.ndim else background
-    alpha = rgba[..., 3:, :, :]
-    return rgba[..., :3, :, :] * alpha + background * (1.0 - alpha)
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -20,8 +20,13 @@ def test_eval_scores_every_task_on_held_out_clips(tiny_model, demo_shards, tmp_p
     benchmark.main(["eval", "--model", str(tiny_model), "--data", str(demo_shards / "val"), "--out", str(tmp_path / "eval"), "--steps", "1"])
     summary = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert summary["clips"] == 1 and summary["per_clip"][0]["key"].startswith("QuaterniusWolf")
-    for task in ("recon", "video_to_4d", "text_to_4d_consistency"):
-        assert 0 < summary["mean"][task]["psnr"] < 60 and -1 <= summary["mean"][task]["ssim"] <= 1
+    mean = summary["mean"]
+    for task in ("recon", "video_to_4d", "empty_render"):
+        assert 0 < mean[task]["psnr"] < 60 and -1 <= mean[task]["ssim"] <= 1
+    assert 0 < mean["text_to_4d"]["consistency_psnr"] < 100 and 0 <= mean["text_to_4d"]["consistency_psnr_masked"] <= 100
+    for task in ("video_to_4d", "text_to_4d"):
+        assert 0 <= mean[task]["silhouette_iou"] <= 1 and mean[task]["motion_ratio"] >= 0 and mean[task]["seam_ratio"] > 0
+    assert mean["truth"]["motion"] > 0  # the wolf's clip moves
     assert (tmp_path / "eval" / "QuaterniusWolf__c000__o00.png").is_file()
     assert "| recon |" in capsys.readouterr().out
 
