@@ -41,7 +41,7 @@ from data.stream import Subset, make_dataset, resolve_shards
 from evaluation.learned import DEFAULT_CLIP, load_learned_metrics
 from evaluation.metrics import (coverage, flicker, image_metrics, masked_consistency, measure, motion_ratio,
                                 patch_seam_ratio, scores, silhouette_iou)
-from model.pipeline import SAMPLERS
+from model.pipeline import LOOP_OUTPUTS, SAMPLERS
 from recon.losses import composite
 from recon.render import render_views
 
@@ -119,14 +119,18 @@ def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int
     return metrics, rows
 
 
+SAMPLING_OPTIONS = ("sampler", "motion", "loop_start", "loop_blend", "loop_output")  # overrides of PipelineDefaults
+
+
 def load_models(args, device: torch.device):
-    """infer.load_models of --model, with --sampler, when given, as the pipeline's default sampler."""
+    """infer.load_models of --model, with the sampling options given (--sampler, --loop-*, --motion) as the
+    pipeline's defaults."""
     import infer
 
     infer.check_model_folder(args.model)
     pipeline, head = infer.load_models(args.model, device)
-    if args.sampler:
-        pipeline.defaults = replace(pipeline.defaults, sampler=args.sampler)
+    given = {k: getattr(args, k) for k in SAMPLING_OPTIONS if getattr(args, k, None) is not None}
+    pipeline.defaults = replace(pipeline.defaults, **given)  # ValueError on a bad value
     return pipeline, head
 
 
@@ -147,8 +151,12 @@ def run_eval(args) -> dict:
     pipeline, head = load_models(args, torch.device("cpu"))
     data = make_dataset(args.data, batch_size=1, shuffle=0, subset=Subset(views=args.views, random=False))
     args.out.mkdir(parents=True, exist_ok=True)
-    results = []
+    results, per_asset = [], {}
     for sample in data:
+        asset = asset_of(sample["key"][0])
+        if args.clips_per_asset and per_asset.get(asset, 0) >= args.clips_per_asset:
+            continue  # spread the clips over assets
+        per_asset[asset] = per_asset.get(asset, 0) + 1
         metrics, rows = evaluate_clip(pipeline, head, sample, args.views, args.steps, args.seed)
         results.append({"key": sample["key"][0], "caption": sample["caption"][0], **metrics})
         grid_image(rows).save(args.out / f"{sample['key'][0]}.png")
@@ -158,7 +166,7 @@ def run_eval(args) -> dict:
     if not results:
         raise SystemExit(f"no held-out clips in {args.data}")
     summary = {"model": str(args.model), "data": str(args.data), "clips": len(results), "steps": args.steps,
-               "sampler": pipeline.defaults.sampler,
+               **{k: getattr(pipeline.defaults, k) for k in SAMPLING_OPTIONS},
                "mean": mean_of(results), "per_clip": results}
     (args.out / "eval.json").write_text(json.dumps(summary, indent=1))
     return summary
@@ -370,6 +378,7 @@ def main(argv=None) -> None:
     ev.add_argument("--views", type=int, default=4, help="ring views given to the models")
     ev.add_argument("--steps", type=int, default=20, help="denoising steps")
     ev.add_argument("--max-clips", type=int, default=8)
+    ev.add_argument("--clips-per-asset", type=int, default=0, help="at most this many clips of one asset (0: no limit)")
     ev.add_argument("--seed", type=int, default=0)
     cmp = sub.add_parser("compare", help="feed-forward against the SDS baseline on held-out shards")
     cmp.add_argument("--model", type=Path, required=True)
@@ -388,6 +397,10 @@ def main(argv=None) -> None:
     cmp.add_argument("--quiet", action="store_true", help="no SDS progress bar")
     for command in (ev, cmp):
         command.add_argument("--sampler", choices=SAMPLERS, help="the diffusion sampler (default: the model's)")
+        command.add_argument("--motion", type=float, help="motion score for motion-conditioned models (default: the model's)")
+        command.add_argument("--loop-start", type=float, help="reconstruction in the loop from this fraction of the steps")
+        command.add_argument("--loop-blend", type=float, help="blend of the prediction towards the renders, in [0, 1]")
+        command.add_argument("--loop-output", choices=LOOP_OUTPUTS, help="sample or render (default: the model's)")
     args = p.parse_args(argv)
     try:
         with atomic_folder(args.out) as tmp:  # replaces --out when complete
