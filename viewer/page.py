@@ -17,6 +17,10 @@ class ViewerError(ValueError):
     """A folder that cannot be viewed; the message says why."""
 
 
+class NotAnOutputFolder(ViewerError):
+    """The folder does not exist or is not an infer.py output folder."""
+
+
 def build_page(splats: list[bytes], title: str, fps: float) -> str:
     """The viewer page for frames given as .splat data (`recon.export.splat_bytes`, one per frame, F >= 1)
     played at `fps` frames per second at 1x speed; `title` names the result (HTML-escaped here)."""
@@ -36,13 +40,13 @@ def build_page(splats: list[bytes], title: str, fps: float) -> str:
 def output_frames(folder: Path) -> tuple[dict, list[Path]]:
     """meta.json's content and the frame files (ply/frame_NNN.ply) of an infer.py output folder.
 
-    Raises ViewerError("... is not an infer.py output folder ...") for a folder without meta.json and ply/, and
-    ViewerError naming the file when a frame that meta.json lists is missing."""
+    Raises NotAnOutputFolder for a folder without meta.json and ply/, and ViewerError naming the file when
+    meta.json is unreadable or a frame that it lists is missing."""
     meta_path, ply = folder / "meta.json", folder / "ply"
     if not folder.is_dir():
-        raise ViewerError(f"{folder} does not exist")
+        raise NotAnOutputFolder(f"{folder} does not exist")
     if not meta_path.is_file() or not ply.is_dir():
-        raise ViewerError(f"{folder} is not an infer.py output folder (it needs meta.json and ply/)")
+        raise NotAnOutputFolder(f"{folder} is not an infer.py output folder (it needs meta.json and ply/)")
     try:
         meta = json.loads(meta_path.read_text())
         count = int(meta["frames"])
