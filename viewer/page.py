@@ -28,7 +28,7 @@ def build_page(splats: list[bytes], title: str, fps: float) -> str:
         raise ViewerError("no frames to show")
     picks = np.linspace(0, len(splats) - 1, min(len(splats), MAX_FRAMES)).round().astype(int)
     note = "" if len(picks) == len(splats) else f"showing {len(picks)} of {len(splats)} frames"
-    frames = {"title": title, "fps": fps * len(picks) / len(splats), "note": note,
+    frames = {"fps": fps * len(picks) / len(splats), "note": note,
               "frames": [base64.b64encode(splats[i]).decode("ascii") for i in picks]}
     page = (HERE / "template.html").read_text()
     for key, value in {"title": html.escape(title), "count": str(len(picks)), "last": str(len(picks) - 1),
