@@ -1,6 +1,8 @@
 """recon.mesh: the density-field surface of Gaussians and the animated .glb (pygltflib round trip, Blender import)."""
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 import pygltflib
 import pytest
@@ -129,3 +131,23 @@ def test_animated_glb_plays_in_blender(tmp_path):
         obj = visible[0]
         shown.append(np.mean([(obj.matrix_world @ v.co).x for v in obj.data.vertices]))  # glTF +x is Blender +x
     assert shown[0] + 0.15 < shown[1] < shown[2] - 0.15  # the visible mesh moves along with frame
+
+
+def test_animated_glb_plays_in_threejs(browser, tmp_path):
+    """three.js's GLTFLoader (bundled in the viewer's script) loads the file and its animation shows frame f at f / fps."""
+    from viewer.page import HERE
+
+    path = write_animated_glb(tmp_path / "animated.glb", moving_meshes(), fps=8)
+    page = browser.new_page()
+    page.set_content(f"<script>{(HERE / 'static' / 'splats.min.js').read_text()}</script>")
+    shown = page.evaluate("""async (b64) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const gltf = await new GLTFLoader().parseAsync(bytes.buffer, "");
+        const mixer = new THREE.AnimationMixer(gltf.scene);
+        mixer.clipAction(gltf.animations[0]).play();
+        const frames = gltf.scene.children[0].children;
+        return [0.01, 0.135, 0.26, 0.385].map((t) => { mixer.setTime(t); return frames.filter((n) => n.scale.x > 0.5).map((n) => n.name); })
+            .concat([[gltf.animations.length, gltf.animations[0].duration]]);
+    }""", base64.b64encode(path.read_bytes()).decode())
+    assert shown == [["frame_000"], ["frame_001"], ["frame_002"], ["frame_000"], [1, 3 / 8]]  # then it loops
+    page.close()
