@@ -61,7 +61,8 @@ class Generator:
         """One request -> (multiview.mp4, orbit.mp4, viewer HTML, download files, status line).
 
         Raises ValueError (infer.InferError among them) on bad input, before writing anything."""
-        settings = infer.Settings(None, None, int(steps), float(guidance), None, int(seed), 15.0, int(video_size), int(refine_steps), bool(mesh))
+        settings = infer.Settings(views=None, frames=None, steps=int(steps), guidance=float(guidance), sampler=None, seed=int(seed),
+                                  elevation=15.0, video_size=int(video_size), refine_steps=int(refine_steps), mesh=bool(mesh))
         out = self.out_root / folder_name(prompt or "")
         meta = infer.generate_with(self.pipeline, self.head, self.model, prompt, out, settings,
                                    Path(image) if image else None, Path(video) if video else None,

@@ -56,7 +56,8 @@ def main(argv=None) -> None:
 
     print(f"app start-up (fresh process until the page answers): {startup_seconds(args.model):.1f} s", flush=True)
     generator = app.Generator(args.model, "cpu", Path(tempfile.mkdtemp()) / "app")
-    settings = infer.Settings(None, None, args.steps, 3.0, None, 0, 15.0, 256, 0, True)
+    settings = infer.Settings(views=None, frames=None, steps=args.steps, guidance=3.0, sampler=None, seed=0, elevation=15.0,
+                              video_size=256, refine_steps=0)
     generator(PROMPT, None, None, 1, 3.0, 0, 0, 64, True)  # warm-up: first-call costs (lazy imports, kernels) hit neither side
     times = {"app": [], "infer": []}
     for i in range(args.repeats):  # alternated, so a change in the machine's load hits both alike
