@@ -108,7 +108,7 @@ def _splat_window(fields, g: Gaussians, precision, ids, r: int, origin, spacing:
 def extract_mesh(gaussians: Gaussians, resolution: int = 64, enclose: float = 0.9) -> Mesh:
     """A closed coloured surface around one Gaussian set (batch shape [], N > 0).
 
-    Gaussians fainter than 1/255 (invisible in any render) are left out. The iso-level is chosen so that the
+    Gaussians fainter than 1/255 (invisible in any render) are left out; with none left the mesh is empty. The iso-level is chosen so that the
     means inside the surface (denser than the level) carry `enclose` of the Gaussians' total opacity: generated
     sets hold many faint background splats, and counting Gaussians rather than opacity would wrap them too.
 
@@ -122,8 +122,8 @@ def extract_mesh(gaussians: Gaussians, resolution: int = 64, enclose: float = 0.
     if not 0 < enclose < 1:
         raise ValueError(f"enclose must be in (0, 1), got {enclose}")
     visible = gaussians.opacities >= 1 / 255
-    if not visible.any():
-        raise ValueError("extract_mesh: every Gaussian is fainter than 1/255, there is no surface to extract")
+    if not visible.any():  # nothing to wrap: an empty mesh (its frame shows nothing), not a failed export
+        return Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint32), np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32))
     gaussians = gaussians.map(lambda t: t[visible])
     grid = density_grid(gaussians, resolution)
     at_means = grid.sample(gaussians.means.detach().cpu().numpy(), grid.density)  # [N]

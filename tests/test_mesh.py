@@ -63,13 +63,18 @@ def test_surface_wraps_the_opaque_gaussians_and_leaves_faint_floaters_out():
 def test_bad_input_raises():
     with pytest.raises(ValueError, match="enclose"):
         extract_mesh(shell(), enclose=1.0)
-    faint = shell(floaters=0)
-    with pytest.raises(ValueError, match="fainter than 1/255"):
-        extract_mesh(Gaussians(faint.means, faint.rotations, faint.scales, torch.full_like(faint.opacities, 1e-3), faint.colours))
     with pytest.raises(ValueError, match=r"\[F, N\]"):
         extract_meshes(shell())
     with pytest.raises(ValueError, match="at least one mesh"):
         write_animated_glb("unused.glb", [])
+
+
+def test_invisible_gaussians_give_an_empty_frame(tmp_path):
+    faint = shell(floaters=0)
+    empty = extract_mesh(Gaussians(faint.means, faint.rotations, faint.scales, torch.full_like(faint.opacities, 1e-3), faint.colours))
+    assert empty.vertices.shape == (0, 3) and empty.faces.shape == (0, 3)
+    gltf = pygltflib.GLTF2().load(str(write_animated_glb(tmp_path / "a.glb", [extract_mesh(faint), empty])))
+    assert gltf.nodes[1].mesh is not None and gltf.nodes[2].mesh is None and len(gltf.animations[0].channels) == 2
 
 
 def moving_meshes(frames: int = 3) -> list:
