@@ -1,8 +1,8 @@
 """app.py against infer.py: start-up seconds, and generation seconds on the same settings (the app's must be within
 10% of infer.py's; both run `infer.generate_with`, the app on models it loaded once at start-up).
 
-    python benchmarks/bench_app.py                          # the shipped model, 20 steps, 2 runs each
-    python benchmarks/bench_app.py --steps 5 --repeats 1
+    python -m benchmarks.bench_app                          # the shipped model, 20 steps, 2 runs each
+    python -m benchmarks.bench_app --steps 5 --repeats 1
 
 Start-up is measured from a fresh process: `python app.py` until its page answers. Generation is the wall time of
 one request through the app's handler, and infer.generate's total minus its model loading (the app loads once).
