@@ -71,9 +71,9 @@ def test_bad_input_raises():
 
 def test_invisible_gaussians_give_an_empty_frame(tmp_path):
     faint = shell(floaters=0)
-    empty = extract_mesh(Gaussians(faint.means, faint.rotations, faint.scales, torch.full_like(faint.opacities, 1e-3), faint.colours))
+    empty = extract_mesh(Gaussians(faint.means, faint.rotations, faint.scales, torch.full_like(faint.opacities, 1e-3), faint.colours), 32)
     assert empty.vertices.shape == (0, 3) and empty.faces.shape == (0, 3)
-    gltf = pygltflib.GLTF2().load(str(write_animated_glb(tmp_path / "a.glb", [extract_mesh(faint), empty])))
+    gltf = pygltflib.GLTF2().load(str(write_animated_glb(tmp_path / "a.glb", [extract_mesh(faint, 32), empty])))
     assert gltf.nodes[1].mesh is not None and gltf.nodes[2].mesh is None and len(gltf.animations[0].channels) == 2
 
 
