@@ -8,6 +8,8 @@ Writes into --out (built under a temporary name and renamed when complete, so a 
   multiview.mp4    the generated views x frames, views side by side, one video frame per animation frame
   orbit.mp4        the 4D Gaussians rendered by a camera circling the object while time advances
   ply/frame_NNN.ply  one standard 3DGS .ply per animation frame
+  viewer.html      the 4D viewer: plays the Gaussians in a browser, opened from disk with no server
+  animated.glb     a coloured mesh per frame (density field + marching cubes), animated (off with --no-mesh)
   meta.json        prompt, mode, settings, seed, seconds per stage, model folder
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ from data.atomic import atomic_folder
 from model.pipeline import LOOP_OUTPUTS, SAMPLERS, MultiViewVideoPipeline
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "zoetrope4d-cpu-small"
+FPS = 8  # animation frames per second in multiview.mp4, viewer.html and animated.glb
 
 
 @dataclass
@@ -46,6 +49,7 @@ class Settings:
     loop_start: float | None = None  # reconstruction in the loop (model.pipeline.PipelineDefaults); None: the model's
     loop_blend: float | None = None
     loop_output: str | None = None
+    mesh: bool = True  # write animated.glb
 
 
 class InferError(ValueError):
@@ -104,16 +108,21 @@ def load_video(path: Path, frames: int, height: int, width: int) -> torch.Tensor
 # ----------------------------------------------------------------------------- generation
 
 
-class Stages:
-    """Wall-clock seconds per stage, with a one-line progress report for each."""
+def print_stage(done: int, total: int, name: str) -> None:
+    """The command line's progress report: one line per stage on stderr."""
+    print(f"[{done}/{total}] {name} ...", file=sys.stderr, flush=True)
 
-    def __init__(self, total: int):
+
+class Stages:
+    """Wall-clock seconds per stage, with a progress report `report(done, total, name)` as each starts."""
+
+    def __init__(self, total: int, report=print_stage):
         self.seconds: dict[str, float] = {}
-        self.total, self.done = total, 0
+        self.total, self.done, self.report = total, 0, report
 
     def run(self, name: str, fn, *args, **kwargs):
         self.done += 1
-        print(f"[{self.done}/{self.total}] {name} ...", file=sys.stderr, flush=True)
+        self.report(self.done, self.total, name)
         start = time.perf_counter()
         result = fn(*args, **kwargs)
         self.seconds[name] = round(time.perf_counter() - start, 3)
@@ -138,19 +147,50 @@ def write_multiview_video(path: Path, images: torch.Tensor, fps: int = 8) -> Non
     imageio.mimwrite(path, list(frames.numpy()), fps=fps, codec="libx264", macro_block_size=1, quality=8)
 
 
-def generate(prompt: str, out: Path, model: Path, settings: Settings, device: str = "cpu",
-             image: Path | None = None, video: Path | None = None) -> dict:
-    """Run the whole job; returns meta.json's content. Raises InferError on bad input before writing anything."""
-    from recon.export import write_frames, write_orbit_video
+def write_viewer(path: Path, gaussians, title: str) -> None:
+    """viewer.html for Gaussians [F, N] (see viewer/page.py)."""
+    from recon.export import splat_bytes
+    from viewer.page import build_page
 
+    path.write_text(build_page([splat_bytes(gaussians.map(lambda t: t[f])) for f in range(gaussians.batch_shape[0])], title, FPS))
+
+
+def write_mesh(path: Path, gaussians) -> None:
+    """animated.glb: one coloured mesh per frame of Gaussians [F, N], played at FPS."""
+    from recon.mesh import extract_meshes, write_animated_glb
+
+    write_animated_glb(path, extract_meshes(gaussians), FPS)
+
+
+def check_request(prompt: str, image: Path | None, video: Path | None) -> None:
+    """Raises InferError on a request that cannot run, before any work."""
     if not prompt or not prompt.strip():
         raise InferError("the prompt is empty: describe the object, e.g. \"a small red ball bouncing\"")
     if image is not None and video is not None:
         raise InferError("give --image or --video, not both")
+
+
+def generate(prompt: str, out: Path, model: Path, settings: Settings, device: str = "cpu",
+             image: Path | None = None, video: Path | None = None) -> dict:
+    """Load the model and run the whole job; returns meta.json's content. Raises InferError on bad input before
+    writing anything."""
+    check_request(prompt, image, video)
     check_model_folder(model)
-    stages = Stages(total=6)
-    torch.manual_seed(settings.seed)
+    stages = Stages(total=1)  # generate_with adds its own stages
     pipeline, head = stages.run("load model", load_models, model, torch.device(device))
+    return generate_with(pipeline, head, model, prompt, out, settings, image, video, stages)
+
+
+def generate_with(pipeline, head, model: Path, prompt: str, out: Path, settings: Settings, image: Path | None = None,
+                  video: Path | None = None, stages: Stages | None = None) -> dict:
+    """The job on models already loaded (`load_models` of the folder `model`), shared by infer.py and app.py;
+    returns meta.json's content. Raises InferError on bad input before writing anything."""
+    from recon.export import write_frames, write_orbit_video
+
+    check_request(prompt, image, video)
+    stages = stages or Stages(total=0)
+    stages.total = stages.done + 6 + settings.mesh
+    torch.manual_seed(settings.seed)
     d = pipeline.defaults
     asked = dict(sampler=settings.sampler, motion=settings.motion, loop_start=settings.loop_start,
                  loop_blend=settings.loop_blend, loop_output=settings.loop_output)
@@ -168,13 +208,17 @@ def generate(prompt: str, out: Path, model: Path, settings: Settings, device: st
     gaussians = stages.run("4D Gaussians", reconstruct, head, result, settings.refine_steps)
 
     with atomic_folder(out) as tmp:
-        stages.run("write multiview.mp4", write_multiview_video, tmp / "multiview.mp4", result.images)
+        stages.run("write multiview.mp4", write_multiview_video, tmp / "multiview.mp4", result.images, FPS)
         stages.run("write orbit.mp4", write_orbit_video, tmp / "orbit.mp4", gaussians, size=settings.video_size,
                    elevation=settings.elevation)
         stages.run("write .ply", write_frames, tmp / "ply", gaussians)
+        stages.run("write viewer.html", write_viewer, tmp / "viewer.html", gaussians, prompt)
+        if settings.mesh:
+            stages.run("animated mesh", write_mesh, tmp / "animated.glb", gaussians)
         meta = {"prompt": prompt, "mode": "video" if video else "image" if image else "text",
                 "image": str(image) if image else None, "video": str(video) if video else None,
-                "model": str(model), "device": device, "settings": asdict(settings), "views": V, "frames": F, "sampler": sampler, **sampling,
+                "model": str(model), "device": str(next(head.parameters()).device), "settings": asdict(settings),
+                "views": V, "frames": F, "fps": FPS, "sampler": sampler, **sampling,
                 "gaussians_per_frame": gaussians.num_gaussians, "seconds": stages.seconds,
                 "total_seconds": round(sum(stages.seconds.values()), 3)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
@@ -224,6 +268,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--elevation", type=float, default=15.0, help="camera elevation in degrees")
     p.add_argument("--video-size", type=int, default=256, help="orbit video side in pixels")
     p.add_argument("--refine-steps", type=int, default=0, help="test-time photometric refinement steps (0: off)")
+    p.add_argument("--no-mesh", dest="mesh", action="store_false", help="skip animated.glb (the mesh extraction)")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (default: the shipped model)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
@@ -246,13 +291,15 @@ def main(argv=None) -> None:
     Bad input exits non-zero with a message and writes nothing."""
     args = parse_args(argv)
     settings = Settings(args.views, args.frames, args.steps, args.guidance, args.sampler, args.seed, args.elevation,
-                        args.video_size, args.refine_steps, args.motion, args.loop_start, args.loop_blend, args.loop_output)
+                        args.video_size, args.refine_steps, args.motion, args.loop_start, args.loop_blend, args.loop_output,
+                        mesh=args.mesh)
     try:
         meta = generate(args.prompt, args.out, args.model, settings, args.device, args.image, args.video)
     except (InferError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in meta["seconds"].items())
-    print(f"wrote {args.out}/ (multiview.mp4, orbit.mp4, ply/ x {meta['frames']}, meta.json) in {meta['total_seconds']:.1f} s: {stages}")
+    mesh = ", animated.glb" if settings.mesh else ""
+    print(f"wrote {args.out}/ (multiview.mp4, orbit.mp4, ply/ x {meta['frames']}, viewer.html{mesh}, meta.json) in {meta['total_seconds']:.1f} s: {stages}")
 
 
 if __name__ == "__main__":

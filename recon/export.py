@@ -1,4 +1,5 @@
-"""Export: standard 3DGS .ply files (one per frame) and orbit videos (mp4) of 4D Gaussians.
+"""Export: standard 3DGS .ply files (one per frame), the compact .splat layout of web viewers, and orbit videos (mp4)
+of 4D Gaussians.
 
 The .ply layout is the one the reference 3DGS code writes and common splat viewers read, with colour as the
 degree-0 spherical-harmonic coefficient only: x y z nx ny nz f_dc_0..2 opacity scale_0..2 rot_0..3, all
@@ -63,6 +64,21 @@ def read_ply(path: str | Path) -> Gaussians:
         opacities=torch.sigmoid(column("opacity")[:, 0]),
         colours=(column("f_dc_0", "f_dc_1", "f_dc_2") * SH_C0 + 0.5).clamp(0, 1),
     )
+
+
+def splat_bytes(gaussians: Gaussians) -> bytes:
+    """One Gaussian set (batch shape [], N) in the compact .splat layout web splat viewers read: 32 bytes per
+    Gaussian, position and scale (standard deviations) as float32 x3, RGBA as uint8 (A = opacity), the rotation
+    (w, x, y, z) as uint8 x4 mapping [-1, 1] to [0, 255] around 128."""
+    if gaussians.batch_shape != ():
+        raise ValueError(f"splat_bytes takes one Gaussian set; got batch shape {tuple(gaussians.batch_shape)}")
+    g = gaussians.map(lambda t: t.detach().float().cpu())
+    rows = np.zeros(g.num_gaussians, dtype=[("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rotation", "u1", 4)])
+    rows["position"], rows["scale"] = g.means.numpy(), g.scales.numpy()
+    rgba = torch.cat([g.colours, g.opacities[:, None]], -1)  # [N, 4] in [0, 1]
+    rows["rgba"] = (rgba * 255).round().clamp(0, 255).byte().numpy()
+    rows["rotation"] = (g.rotations * 128 + 128).round().clamp(0, 255).byte().numpy()
+    return rows.tobytes()
 
 
 def write_frames(directory: str | Path, gaussians: Gaussians) -> list[Path]:

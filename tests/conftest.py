@@ -74,3 +74,33 @@ def tiny_model(tmp_path_factory) -> Path:
     MultiViewVideoPipeline(build_dit("tiny", text_dim=encoder.dim), build_scheduler("tiny"), encoder, defaults).save_pretrained(folder / "diffusion")
     build_head("tiny").save_pretrained(folder / "recon")
     return folder
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; the README's test command installs it
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu",
+    "--use-gl=swiftshader", "--enable-unsafe-swiftshader",  # WebGL on the CPU (SwiftShader): the splat viewer needs it
+    "--disable-background-networking", "--disable-component-update",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (the system one, driven by playwright; no browser download)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} not found: apt-get install chromium")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def canvas_pixels(locator) -> "np.ndarray":
+    """A screenshot of one element (a canvas, an iframe) as RGB [H, W, 3] uint8."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("RGB"))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+import pygltflib
 import pytest
 import torch
 from PIL import Image
@@ -21,7 +22,7 @@ def run(model: Path, out: Path, *extra) -> None:
 def test_text_to_4d_writes_every_output(tiny_model, tmp_path):
     out = tmp_path / "ball"
     run(tiny_model, out)
-    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "multiview.mp4", "orbit.mp4", "ply"]
+    assert sorted(p.name for p in out.iterdir()) == ["animated.glb", "meta.json", "multiview.mp4", "orbit.mp4", "ply", "viewer.html"]
     multiview = iio.imread(out / "multiview.mp4", index=None)
     assert multiview.shape == (3, 16, 2 * 16, 3)  # F frames, the 2 views side by side
     orbit = iio.imread(out / "orbit.mp4", index=None)
@@ -30,10 +31,21 @@ def test_text_to_4d_writes_every_output(tiny_model, tmp_path):
     assert [p.name for p in plys] == ["frame_000.ply", "frame_001.ply", "frame_002.ply"]
     meta = json.loads((out / "meta.json").read_text())
     assert meta["prompt"] == "a small red ball bouncing" and meta["mode"] == "text" and meta["settings"]["seed"] == 0
-    assert meta["views"] == 2 and meta["frames"] == 3 and set(meta["seconds"]) >= {"multiview video", "4D Gaussians"}
+    assert meta["views"] == 2 and meta["frames"] == 3 and set(meta["seconds"]) >= {"multiview video", "4D Gaussians", "animated mesh"}
     gaussians = read_ply(plys[0])
     assert gaussians.num_gaussians == meta["gaussians_per_frame"] > 0
     assert not list(tmp_path.glob(".ball*"))  # no temporary folder left
+    glb = pygltflib.GLTF2().load(str(out / "animated.glb"))
+    assert len(glb.nodes) == 1 + 3 and len(glb.animations[0].channels) == 3  # a root and one node per frame
+    page = (out / "viewer.html").read_text()
+    assert "a small red ball bouncing" in page and "GaussianSplats3D" in page and "src=\"http" not in page  # self-contained
+
+
+def test_no_mesh_skips_animated_glb(tiny_model, tmp_path):
+    run(tiny_model, tmp_path / "plain", "--no-mesh")
+    assert not (tmp_path / "plain" / "animated.glb").exists() and (tmp_path / "plain" / "viewer.html").is_file()
+    meta = json.loads((tmp_path / "plain" / "meta.json").read_text())
+    assert meta["settings"]["mesh"] is False and "animated mesh" not in meta["seconds"]
 
 
 def test_same_seed_gives_the_same_gaussians(tiny_model, tmp_path):
