@@ -178,3 +178,10 @@ def test_masked_consistency_gives_an_empty_generation_nothing():
     thing = white.clone()
     thing[:, :, 4:10, 4:10] = 0.3
     assert masked_consistency(thing, thing) == 100.0 and masked_consistency(white, thing) < 10
+
+
+def test_camera_sensitivity_reports_turns_against_new_noise(tiny_model):
+    from benchmarks.camera_sensitivity import sensitivity
+
+    rows = sensitivity(str(tiny_model / "diffusion"), sigmas=(0.5,))
+    assert len(rows) == 1 and rows[0]["new_noise"] > 0 and rows[0]["turn_90"] >= 0 and rows[0]["turn_180"] >= 0
