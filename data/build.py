@@ -106,7 +106,7 @@ def render_asset(job: dict) -> dict:
                 "scale": rendered.scale, "samples": settings.samples, "seed": seed, "motion": str(motion),
                 "motion_score": motion_score(ring),
             }
-            samples.append(encode_sample(sample_key(job["asset_id"], clip["index"], orbit), rendered.images, meta))
+            samples.append(encode_sample(sample_key(job["asset_id"], clip["index"], orbit), rendered.images, meta, rendered.depth))
     if samples:
         write_shard(job["shard"], samples)
     return {"samples": len(samples), "dropped": dropped}
@@ -176,9 +176,12 @@ def build(args) -> dict:
     settings = RenderSettings(
         views=args.views, frames=args.frames, size=args.size, extra_views=args.extra_views, fov=args.fov,
         elevation=args.elevation, samples=args.samples, lighting=args.lighting, max_seconds=args.max_seconds,
+        depth=args.depth,
     )
     record = json.loads(json.dumps({**asdict(settings), "orbits": args.orbits, "procedural_seed": args.seed}))  # as saved
     before = manifest.get("settings", {})
+    if before:  # data sets built before depth existed have none
+        before.setdefault("depth", False)
     changed = {k: (before[k], record[k]) for k in before.keys() & record.keys() if before[k] != record[k]}
     if changed:  # the skip-what-is-written rule would mix two data sets in one folder
         raise SystemExit(f"{args.out} was built with other settings (before, now): {changed}; build into a new --out")
@@ -239,6 +242,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=8, help="Cycles samples per pixel")
     p.add_argument("--lighting", choices=["studio", "random"], default="random")
     p.add_argument("--max-seconds", type=float, default=4.0, help="clips are cut to their first N seconds")
+    p.add_argument("--depth", action=argparse.BooleanOptionalAction, default=True,
+                   help="also render Blender's Z pass and store it as depth.png beside each sample's RGBA grid")
     p.add_argument("--max-clips", type=int, default=0, help="at most N clips per asset (0: all)")
     p.add_argument("--motion-filter", choices=["auto", "on", "off"], default="auto",
                    help="drop clips whose front view is static or broken (SSIM between frames, as Diffusion4D); "

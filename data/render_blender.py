@@ -11,7 +11,11 @@ What happens for a clip:
      the box centre at a distance that fits the box's bounding sphere. Stored cameras live in the
      normalised object frame (centre at the origin, bounding-sphere radius OBJECT_RADIUS); scaling the
      scene and the camera distance together leaves images unchanged, so the object is never moved;
-  4. render every view at every time with Cycles on the CPU, transparent film (alpha channel).
+  4. render every view at every time with Cycles on the CPU, transparent film (alpha channel), and, unless
+     `depth` is off, the view layer's Z pass: depth along each camera's z axis, written by the compositor's
+     File Output node as a float32 EXR per render and read back through bpy (no extra dependency). Blender's
+     depth is in the asset's own units and is scaled into the normalised object frame; background (no surface,
+     Blender's 1e10) is stored as 0.
 """
 from __future__ import annotations
 
@@ -43,13 +47,15 @@ class RenderSettings:
     engine: str = "CYCLES"  # or "BLENDER_EEVEE" (software GL here: slow)
     seed: int = 0  # azimuth offset, random elevations, lighting
     threads: int = 0  # Blender render threads; 0 lets Blender use every core
+    depth: bool = True  # also render the Z pass (depth along the camera's z axis)
 
 
 @dataclass
 class RenderedClip:
-    """A rendered clip: images uint8 [V, F, H, W, 4] (V = views + extra_views) and its metadata."""
+    """A rendered clip: images uint8 [V, F, H, W, 4] (V = views + extra_views), depth and its metadata."""
 
     images: np.ndarray
+    depth: np.ndarray | None  # float32 [V, F, H, W] along each camera's z axis, normalised units; 0: no surface
     c2w: torch.Tensor  # [V, F, 4, 4] normalised object frame, OpenCV axes
     K: torch.Tensor  # [V, 3, 3] normalised intrinsics
     times: torch.Tensor  # [F] in [0, 1]
@@ -208,10 +214,53 @@ def _blender_camera(K: torch.Tensor):
     return ob
 
 
-def render_views(c2w_world: torch.Tensor, K: torch.Tensor, frames: np.ndarray, size: int) -> np.ndarray:
+def _depth_output(folder: Path) -> None:
+    """Turn on the Z pass and a compositor File Output node that writes it to `folder` as a float32 EXR at every
+    render (Blender 5's compositor node groups). The node group has no Group Output, so the saved RGBA is the
+    render result as before."""
+    bpy = _bpy()
+    scene = bpy.context.scene
+    for layer in scene.view_layers:
+        layer.use_pass_z = True
+    tree = bpy.data.node_groups.new("depth", "CompositorNodeTree")
+    scene.compositing_node_group = tree
+    layers = tree.nodes.new("CompositorNodeRLayers")
+    out = tree.nodes.new("CompositorNodeOutputFile")
+    out.directory, out.file_name = str(folder) + "/", "z"
+    out.format.media_type = "IMAGE"
+    out.format.file_format, out.format.color_depth, out.format.exr_codec = "OPEN_EXR", "32", "ZIP"
+    out.file_output_items.clear()
+    out.file_output_items.new("FLOAT", "Depth")
+    tree.links.new(layers.outputs["Depth"], out.inputs["Depth"])
+
+
+def _read_depth(folder: Path, far: float) -> np.ndarray:
+    """The depth [H, W] (Blender units, top row first) the File Output node wrote to `folder`, 0 where no surface
+    (Blender writes 1e10 there, beyond the camera's far clip `far`). The file is removed, so a render that wrote
+    none fails here instead of leaving a stale one to be read."""
+    bpy = _bpy()
+    written = list(folder.glob("*.exr"))
+    if len(written) != 1:
+        raise RuntimeError(f"expected one depth EXR from Blender's compositor, found {[p.name for p in written]}")
+    image = bpy.data.images.load(str(written[0]))
+    try:
+        width, height = image.size
+        pixels = np.empty(width * height * image.channels, dtype=np.float32)
+        image.pixels.foreach_get(pixels)
+    finally:
+        bpy.data.images.remove(image)
+        written[0].unlink()
+    depth = pixels.reshape(height, width, -1)[::-1, :, 0]  # Blender images start at the bottom row
+    return np.where(np.isfinite(depth) & (depth < far), depth, 0.0).astype(np.float32)
+
+
+def render_views(
+    c2w_world: torch.Tensor, K: torch.Tensor, frames: np.ndarray, size: int, depth: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Render cameras c2w_world [V, F, 4, 4] (glTF world units, OpenCV axes) at Blender `frames` [F].
 
-    Returns uint8 RGBA [V, F, H, W, 4].
+    Returns uint8 RGBA [V, F, H, W, 4] and, when `depth`, float32 depth [V, F, H, W] in glTF world units along
+    each camera's z axis (0: no surface), else None.
     """
     from PIL import Image
 
@@ -220,16 +269,21 @@ def render_views(c2w_world: torch.Tensor, K: torch.Tensor, frames: np.ndarray, s
     camera = _blender_camera(K)
     blender_c2w = cameras.to_blender_c2w(c2w_world)  # [V, F, 4, 4]
     out = np.zeros((c2w_world.shape[0], len(frames), size, size, 4), dtype=np.uint8)
+    depths = np.zeros(out.shape[:-1], dtype=np.float32) if depth else None  # [V, F, H, W]
     with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / "frame.png"
+        target, depth_folder = Path(tmp) / "frame.png", Path(tmp) / "depth"
         scene.render.filepath = str(target)
+        if depth:
+            _depth_output(depth_folder)
         for f, frame in enumerate(frames):
             _set_frame(scene, frame)
             for v in range(c2w_world.shape[0]):
                 camera.matrix_world = blender_c2w[v, f].T.tolist()  # mathutils takes rows
                 bpy.ops.render.render(write_still=True)
                 out[v, f] = np.asarray(Image.open(target).convert("RGBA"))
-    return out
+                if depth:
+                    depths[v, f] = _read_depth(depth_folder, camera.data.clip_end)
+    return out, depths
 
 
 def render_clip(path: str | Path, clip_name: str, settings: RenderSettings) -> RenderedClip:
@@ -250,9 +304,9 @@ def render_clip(path: str | Path, clip_name: str, settings: RenderSettings) -> R
     c2w_world[..., :3, 3] = c2w[..., :3, 3] / scale + torch.tensor(centre, dtype=torch.float32)
 
     setup_render(settings, rng)
-    images = render_views(c2w_world, K, frames, settings.size)
+    images, depth = render_views(c2w_world, K, frames, settings.size, settings.depth)
     return RenderedClip(
-        images=images, c2w=c2w, K=K.expand(len(elevations), 3, 3).clone(),
+        images=images, depth=None if depth is None else depth * np.float32(scale), c2w=c2w, K=K.expand(len(elevations), 3, 3).clone(),
         times=torch.linspace(0.0, 1.0, settings.frames), elevations=elevations, azimuths=azimuths,
         fps=fps, duration=duration, center=centre.tolist(), scale=scale,
     )

@@ -1,9 +1,15 @@
-"""The shard sample format: one RGBA grid image plus JSON metadata, and an atomic shard writer.
+"""The shard sample format: one RGBA grid image, an optional depth grid, JSON metadata, and an atomic shard writer.
 
 A sample holds `__key__` (asset/clip/orbit id), `json` (caption, provenance, cameras, times, sizes) and `png`:
 one lossless RGBA image whose rows are views and columns are frames, so a person can open it and see
 the whole clip at a glance. Shards are webdataset tar files written under a temporary name and renamed
 when complete, so a crash never leaves a half shard under the final name.
+
+Depth (data sets built with depth, the default since format version 2) travels as `depth.png`: a 16-bit
+greyscale PNG laid out like the RGBA grid (rows views, columns frames). A pixel's value q is the depth along
+its camera's z axis (OpenCV, +z forward) in the normalised object frame, `q * json["depth_unit"]`; 0 means no
+surface (background). The unit is the sample's largest depth / 65535, so the quantisation error is at most
+half of it (about 2e-5 for these cameras). Samples without `depth.png` (older shards) decode as before.
 """
 from __future__ import annotations
 
@@ -19,7 +25,8 @@ from PIL import Image
 
 from data.atomic import atomic_path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optional depth.png
+DEPTH_LEVELS = 65535  # the largest 16-bit depth value
 
 
 def sample_key(asset_id: str, clip_index: int, orbit: int) -> str:
@@ -42,21 +49,47 @@ def grid_to_images(grid: np.ndarray, views: int, frames: int) -> np.ndarray:
     return grid.reshape(views, H, frames, W, C).transpose(0, 2, 1, 3, 4)
 
 
-def encode_sample(key: str, images: np.ndarray, meta: dict) -> dict:
-    """A webdataset sample dict from uint8 images [V, F, H, W, 4] and JSON-able metadata."""
-    V, F, H, W, _ = images.shape
+def _png_bytes(grid: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(images_to_grid(images)).save(buf, format="PNG", compress_level=6)
+    Image.fromarray(grid).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def encode_sample(key: str, images: np.ndarray, meta: dict, depth: np.ndarray | None = None) -> dict:
+    """A webdataset sample dict from uint8 images [V, F, H, W, 4], JSON-able metadata and optionally depth
+    float [V, F, H, W] (normalised units, 0: no surface; see the module docstring for how it is stored)."""
+    V, F, H, W, _ = images.shape
     meta = {**meta, "format_version": FORMAT_VERSION, "V": V, "F": F, "H": H, "W": W}
-    return {"__key__": key, "json": json.dumps(meta).encode(), "png": buf.getvalue()}
+    sample = {"__key__": key, "png": _png_bytes(images_to_grid(images))}
+    if depth is not None:
+        if depth.shape != (V, F, H, W) or not np.isfinite(depth).all() or (depth < 0).any():
+            raise ValueError(f"sample {key!r}: depth must be finite, non-negative and [V, F, H, W] = {(V, F, H, W)}, got {depth.shape}")
+        unit = max(float(depth.max()), 1e-6) / DEPTH_LEVELS
+        levels = np.round(depth / unit).astype(np.uint16)[..., None]  # [V, F, H, W, 1]
+        sample["depth.png"] = _png_bytes(images_to_grid(levels)[..., 0])
+        meta["depth_unit"] = unit
+    sample["json"] = json.dumps(meta).encode()
+    return sample
+
+
+def _decode_depth(sample: dict, meta: dict) -> torch.Tensor:
+    """Depth [V, F, 1, H, W] (normalised units, 0: no surface) of a sample's `depth.png`."""
+    V, F, H, W = meta["V"], meta["F"], meta["H"], meta["W"]
+    grid = np.asarray(Image.open(io.BytesIO(sample["depth.png"])), dtype=np.float32)
+    if grid.shape != (V * H, F * W) or "depth_unit" not in meta:
+        raise ValueError(f"sample {sample['__key__']!r}: depth grid {grid.shape} (unit {meta.get('depth_unit')}) "
+                         f"does not match V={V} F={F} H={H} W={W}")
+    levels = grid_to_images(grid[..., None], V, F)  # [V, F, H, W, 1]
+    return torch.from_numpy(levels.copy()).permute(0, 1, 4, 2, 3) * meta["depth_unit"]
 
 
 def decode_sample(sample: dict) -> dict:
-    """Tensors from a raw webdataset sample (bytes under 'json' and 'png').
+    """Tensors from a raw webdataset sample (bytes under 'json' and 'png', and 'depth.png' where present).
 
     Returns images [V, F, 4, H, W] float in [0, 1], c2w [V, F, 4, 4], K [V, 3, 3], times [F],
-    caption (str), key (str) and meta (dict). Raises ValueError when the sample is incomplete or its
-    parts disagree, so the loader can skip it.
+    caption (str), key (str), meta (dict) and, only for samples that carry it, depth [V, F, 1, H, W]
+    (normalised units along each camera's z axis, 0: no surface). Raises ValueError when the sample is
+    incomplete or its parts disagree, so the loader can skip it.
     """
     missing = {"json", "png"} - sample.keys()
     if missing:
@@ -72,10 +105,13 @@ def decode_sample(sample: dict) -> dict:
     times = torch.tensor(meta["times"], dtype=torch.float32)
     if c2w.shape != (V, F, 4, 4) or K.shape != (V, 3, 3) or times.shape != (F,):
         raise ValueError(f"sample {sample['__key__']!r}: camera or time shapes do not match V={V} F={F}")
-    return {
+    decoded = {
         "images": images.float() / 255.0, "c2w": c2w, "K": K, "times": times,
         "caption": meta["caption"], "key": sample["__key__"], "meta": meta,
     }
+    if "depth.png" in sample:
+        decoded["depth"] = _decode_depth(sample, meta)
+    return decoded
 
 
 def write_shard(path: str | Path, samples: list[dict]) -> Path:

@@ -104,7 +104,7 @@ def choose_subset(sample: dict, subset: Subset, rng: random.Random) -> dict:
     views, frames = torch.tensor(view_idx), slice(f0, f0 + F)
     times = sample["times"][frames]
     span = (times[-1] - times[0]).clamp_min(1e-8)
-    return {
+    chosen = {
         **sample,
         "images": sample["images"][views, frames],  # [V+E, F, 4, H, W]
         "c2w": sample["c2w"][views, frames],  # [V+E, F, 4, 4]
@@ -113,6 +113,9 @@ def choose_subset(sample: dict, subset: Subset, rng: random.Random) -> dict:
         # The whole stored clip's motion (data.images): stored by the build, computed for shards made before it was.
         "motion": sample["meta"]["motion_score"] if "motion_score" in sample["meta"] else motion_score(sample["images"][:ring]),
     }
+    if "depth" in sample:
+        chosen["depth"] = sample["depth"][views, frames]  # [V+E, F, 1, H, W]
+    return chosen
 
 
 class _SubsetChooser:
@@ -130,11 +133,14 @@ class _SubsetChooser:
 
 def collate(samples: list[dict]) -> dict:
     """Stack decoded samples into a batch: images [B, V, F, 4, H, W], c2w [B, V, F, 4, 4], K [B, V, 3, 3],
-    times [B, F], motion [B] (data.images.motion_score), and lists caption [B], key [B], meta [B] (the stored JSON, for views as stored)."""
+    times [B, F], motion [B] (data.images.motion_score), and lists caption [B], key [B], meta [B] (the stored JSON,
+    for views as stored); and depth [B, V, F, 1, H, W] (0: no surface) when every sample carries depth (shards built
+    with it)."""
     shapes = {tuple(s["images"].shape) for s in samples}
     if len(shapes) > 1:
         raise ValueError(f"samples of different shapes {sorted(shapes)} cannot share a batch; choose a Subset")
-    batch = {k: torch.stack([s[k] for s in samples]) for k in ("images", "c2w", "K", "times")}
+    stacked = ("images", "c2w", "K", "times") + (("depth",) if all("depth" in s for s in samples) else ())
+    batch = {k: torch.stack([s[k] for s in samples]) for k in stacked}
     batch["motion"] = torch.tensor([float(s.get("motion", 0.0)) for s in samples])  # [B]
     batch["caption"] = [s["caption"] for s in samples]
     batch["key"] = [s["key"] for s in samples]

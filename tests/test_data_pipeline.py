@@ -38,6 +38,8 @@ def test_loader_yields_batches_with_documented_shapes(demo_shards):
     assert batch["images"].shape == (2, 6, 4, 4, 32, 32)  # [B, V(4 ring + 2 extra), F, RGBA, H, W]
     assert batch["c2w"].shape == (2, 6, 4, 4, 4) and batch["K"].shape == (2, 6, 3, 3) and batch["times"].shape == (2, 4)
     assert 0.0 <= batch["images"].min() and batch["images"].max() <= 1.0
+    assert batch["depth"].shape == (2, 6, 4, 1, 32, 32)  # built with depth (the default)
+    assert ((batch["depth"] > 0) == (batch["images"][:, :, :, 3:] > 0.5)).float().mean() > 0.97
     assert torch.allclose(batch["times"][0], torch.linspace(0, 1, 4))
     assert all(isinstance(c, str) and c for c in batch["caption"])
 
