@@ -23,7 +23,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +38,7 @@ from tqdm import tqdm
 from data.atomic import atomic_folder, replace_folder
 from data.preview import grid_image
 from data.stream import Subset, make_loader, resolve_shards
+from recon.losses import LossWeights
 
 STAGES = ("diffusion", "recon")
 
@@ -68,6 +69,7 @@ class TrainConfig:
     output_refiner: bool = False  # diffusion stage: a residual convolution over the predicted image, across patch borders
     views: int = 0  # ring views per sample (0: the preset's)
     extra_views: int = 0  # extra supervision views per sample (recon stage)
+    loss: LossWeights = field(default_factory=LossWeights)  # recon stage: --loss.depth, --loss.outside, --loss.mse, ...
     frames: int = 0  # frames per sample (0: the preset's)
     num_workers: int = 2  # data loader workers per process
     resampled: bool = True  # draw shards with replacement (off: each process reads its own shards in turn)
@@ -275,15 +277,19 @@ class ReconStage:
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
         from recon.head import build_head
+        from recon.losses import load_lpips
 
         self.views = cfg.views or 4
         self.model = build_head(cfg.preset)
         self.subset = Subset(views=self.views, extra_views=cfg.extra_views, frames=cfg.frames or None)
+        self.weights = cfg.loss
+        lpips = load_lpips() if cfg.loss.lpips > 0 else None  # None, with a warning, where LPIPS is not installed
+        self.lpips = None if lpips is None else lpips.to(device)
 
     def loss(self, model, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         from recon.losses import recon_loss
 
-        return recon_loss(model, batch, num_input_views=self.views)
+        return recon_loss(model, batch, num_input_views=self.views, weights=self.weights, lpips_fn=self.lpips)
 
     def preview(self, model, batch: dict, path: Path) -> None:
         """Renders of the predicted Gaussians at every view of frame 0 (top) above the ground truth (bottom)."""

@@ -1,5 +1,6 @@
-"""Reconstruction losses, kept outside the model: MSE, 1 - SSIM, an alpha mask term, optional LPIPS, and the
-head's training objective (predict from the input views, render at input + supervision views, compare).
+"""Reconstruction losses, kept outside the model: MSE, 1 - SSIM, an alpha mask term, optional LPIPS, geometry terms
+(depth against Blender's, opacity outside the silhouette), and the head's training objective (predict from the
+input views, render at input + supervision views, compare).
 """
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ class LossWeights:
     ssim: float = 0.2  # 1 - SSIM on RGB
     alpha: float = 1.0  # mean squared error of the rendered alpha against the ground-truth alpha
     lpips: float = 0.0  # perceptual loss; used only where `lpips` and its weights are installed
+    depth: float = 0.0  # L1 of rendered against true depth inside the true silhouette; needs data built with depth
+    outside: float = 0.0  # mean rendered alpha where the true alpha is 0: opacity outside the silhouette (ghosts)
+
+BACKGROUND_ALPHA = 0.5 / 255  # a true alpha below this is background: 0 in the 8-bit PNG grids
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -57,6 +62,19 @@ def psnr(x: torch.Tensor, y: torch.Tensor, dim: int | tuple[int, ...] | None = N
     return -10.0 * torch.log10(mse.clamp(min=1e-10))
 
 
+def depth_loss(depth: torch.Tensor, true_depth: torch.Tensor, true_alpha: torch.Tensor) -> torch.Tensor:
+    """Mean |depth - true_depth| of depth maps [..., 1, H, W] over the pixels inside the true silhouette (true alpha
+    [..., 1, H, W] > 0.5) that have a true depth (> 0: Blender saw a surface there); 0 when there are none."""
+    inside = (true_alpha > 0.5) & (true_depth > 0)
+    return (depth - true_depth).abs()[inside].sum() / inside.sum().clamp(min=1)
+
+
+def outside_loss(alpha: torch.Tensor, true_alpha: torch.Tensor) -> torch.Tensor:
+    """Mean rendered alpha [..., 1, H, W] over all pixels, counting only those where the true alpha is 0: opacity
+    put where nothing is (ghost copies, floaters). The alpha term's square barely sees faint ghosts; this is linear."""
+    return (alpha * (true_alpha < BACKGROUND_ALPHA)).mean()
+
+
 def load_lpips():
     """An LPIPS (VGG) module from the `lpips` package where it and its weights are installed, else None.
 
@@ -72,25 +90,33 @@ def load_lpips():
 
 
 def image_loss(
-    rendered: RenderOutput, target: torch.Tensor, background: torch.Tensor | float, weights: LossWeights, lpips_fn=None
+    rendered: RenderOutput, target: torch.Tensor, background: torch.Tensor | float, weights: LossWeights, lpips_fn=None,
+    target_depth: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted loss of rendered images against ground-truth RGBA.
+    """Weighted loss of rendered images against ground-truth RGBA (and depth).
 
     Args:
-        rendered: RenderOutput with rgb [..., 3, H, W] and alpha [..., 1, H, W].
+        rendered: RenderOutput with rgb [..., 3, H, W], alpha and depth [..., 1, H, W].
         target: [..., 4, H, W] straight-alpha RGBA in [0, 1], the same leading dims.
         background: the colour the render was composited over; the target is composited over it too.
         lpips_fn: an LPIPS module (see `load_lpips`), or None to leave that term out.
+        target_depth: [..., 1, H, W] true depth (0: no surface), or None; needed when weights.depth > 0.
 
     Returns:
         (total loss, {term name: value} including "psnr").
     """
     target_rgb = composite(target, background)  # [..., 3, H, W]
+    target_alpha = target[..., 3:, :, :]  # [..., 1, H, W]
     terms = {
         "mse": F.mse_loss(rendered.rgb, target_rgb),
         "ssim": 1.0 - ssim(rendered.rgb, target_rgb),
-        "alpha": F.mse_loss(rendered.alpha, target[..., 3:, :, :]),
+        "alpha": F.mse_loss(rendered.alpha, target_alpha),
+        "outside": outside_loss(rendered.alpha, target_alpha),
     }
+    if target_depth is not None:
+        terms["depth"] = depth_loss(rendered.depth, target_depth, target_alpha)
+    elif weights.depth > 0:
+        raise ValueError("the depth loss needs true depth: build the data with depth (python -m data.build --depth)")
     if lpips_fn is not None and weights.lpips > 0:
         flat = lambda t: t.reshape(-1, *t.shape[-3:]) * 2 - 1  # noqa: E731 - LPIPS wants [-1, 1]
         terms["lpips"] = lpips_fn(flat(rendered.rgb), flat(target_rgb)).mean()
@@ -113,7 +139,8 @@ def recon_loss(
     every view of the batch (input + supervision) and compared with the ground truth.
 
     Args:
-        batch: the data loader's dict: images [B, V, F, 4, H, W] RGBA in [0, 1], c2w [B, V, F, 4, 4], K [B, V, 3, 3].
+        batch: the data loader's dict: images [B, V, F, 4, H, W] RGBA in [0, 1], c2w [B, V, F, 4, 4], K [B, V, 3, 3],
+            and depth [B, V, F, 1, H, W] where the data has it.
         background: the colour inputs are composited over and renders are composited over.
 
     Returns:
@@ -126,4 +153,4 @@ def recon_loss(
     n_in = num_input_views
     gaussians = head(composite(images[:, :n_in], background), c2w[:, :n_in], K[:, :n_in])  # [B, F, N]
     rendered = render_views(gaussians, c2w, K, height, width, background)  # [B, V, F, ...]
-    return image_loss(rendered, images, background, weights, lpips_fn)
+    return image_loss(rendered, images, background, weights, lpips_fn, batch.get("depth"))

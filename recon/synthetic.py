@@ -67,7 +67,7 @@ def synthetic_clip(
     `scene` passes num_spheres and points_per_sphere on to `sphere_scene`.
 
     Returns {"images": [1, V, F, 4, H, W] straight-alpha RGBA, "c2w": [1, V, F, 4, 4], "K": [1, V, 3, 3],
-    "times": [1, F], "caption": [str]}.
+    "times": [1, F], "caption": [str], "depth": [1, V, F, 1, H, W] camera-z depth where alpha > 0.5, else 0}.
     """
     scene = sphere_scene(num_frames, seed=seed, **scene)  # [F, N]
     c2w = orbit_c2w(elevations, azimuths, fit_distance(FOV, OBJECT_RADIUS), num_frames)  # [V, F, 4, 4]
@@ -82,4 +82,5 @@ def synthetic_clip(
         "K": K[None],
         "times": torch.linspace(0, 1, num_frames)[None],
         "caption": ["coloured spheres drifting on loops"],
+        "depth": (out.depth * (out.alpha > 0.5)).transpose(0, 1)[None],  # like Blender's: 0 where there is no surface
     }

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from recon.head import build_head
-from recon.losses import LossWeights, composite, image_loss, load_lpips, psnr, recon_loss, ssim
+from recon.losses import LossWeights, composite, depth_loss, image_loss, load_lpips, outside_loss, psnr, recon_loss, ssim
 from recon.refine import temporal_smoothness
 from recon.render import RenderOutput
 from recon.synthetic import input_views, synthetic_clip
@@ -55,6 +55,39 @@ def test_recon_loss_trains_the_head_end_to_end():
     assert set(metrics) >= {"mse", "ssim", "alpha", "psnr"}
     with pytest.raises(ValueError, match="input views"):
         recon_loss(head, batch, num_input_views=4)
+
+
+def test_depth_loss_is_zero_for_the_true_depth_and_positive_otherwise():
+    alpha = torch.zeros(2, 1, 8, 8)
+    alpha[..., 2:6, 2:6] = 1.0  # the object: 16 pixels per image
+    truth = torch.where(alpha > 0.5, torch.rand(2, 1, 8, 8) + 1.0, torch.zeros(()))  # [2, 1, 8, 8], 0: no surface
+    assert depth_loss(truth, truth, alpha).item() == 0.0
+    assert depth_loss(truth + 0.25 * (alpha > 0.5), truth, alpha).item() == pytest.approx(0.25)  # L1 inside
+    assert depth_loss(truth - 0.1, truth, alpha).item() == pytest.approx(0.1)
+    assert depth_loss(truth + 5.0 * (alpha < 0.5), truth, alpha).item() == 0.0  # outside the silhouette is not scored
+
+
+def test_outside_loss_is_zero_for_the_true_silhouette_and_positive_for_an_offset_copy():
+    alpha = torch.zeros(1, 1, 16, 16)
+    alpha[..., 4:8, 4:8] = 1.0
+    assert outside_loss(alpha, alpha).item() == 0.0
+    ghost = (alpha + torch.roll(alpha, shifts=6, dims=-1)).clamp(max=1)  # the object plus a copy beside it
+    assert outside_loss(ghost, alpha).item() == pytest.approx(16 / 256)
+
+
+def test_recon_loss_with_geometry_terms_trains_and_needs_depth():
+    torch.manual_seed(0)
+    batch = synthetic_clip(*input_views(3), num_frames=2, size=16)
+    head = build_head("tiny")
+    weights = LossWeights(depth=1.0, outside=1.0)
+    loss, metrics = recon_loss(head, batch, num_input_views=2, weights=weights)
+    plain, _ = recon_loss(head, batch, num_input_views=2)
+    assert metrics["depth"] > 0 and metrics["outside"] > 0
+    assert loss.item() == pytest.approx(plain.item() + metrics["depth"] + metrics["outside"], rel=1e-5)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in head.parameters() if p.grad is not None)
+    with pytest.raises(ValueError, match="needs true depth"):
+        recon_loss(head, {k: v for k, v in batch.items() if k != "depth"}, num_input_views=2, weights=weights)
 
 
 def test_temporal_smoothness_ignores_shared_corrections_and_penalises_jitter():

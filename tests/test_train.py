@@ -148,6 +148,21 @@ def test_init_from_starts_from_exported_weights_and_refuses_ones_that_do_not_fit
     assert json.loads((tmp_path / "b" / "model" / "transformer" / "config.json").read_text())["prediction"] == "sample"
 
 
+def test_recon_stage_takes_the_geometry_loss_weights_from_the_command_line(demo_shards):
+    from data.stream import make_dataset
+
+    _, cfg = train.parse_args(["recon", "--data", str(demo_shards / "train"), "--extra-views", "2", "--loss.depth", "0.5",
+                               "--loss.outside", "2"])
+    stage = train.ReconStage(cfg, torch.device("cpu"))
+    batch = next(iter(make_dataset(cfg.data, batch_size=1, shuffle=0, subset=stage.subset)))
+    assert batch["depth"].shape[1] == 6  # 4 ring + 2 supervision views, each with Blender's depth
+    with torch.no_grad():
+        loss, metrics = stage.loss(stage.model, batch)
+    assert metrics["depth"] > 0 and metrics["outside"] > 0
+    rest = metrics["mse"] + 0.2 * metrics["ssim"] + metrics["alpha"]  # the default weights of the other terms
+    assert loss.item() == pytest.approx(rest + 0.5 * metrics["depth"] + 2 * metrics["outside"], rel=1e-4)
+
+
 def test_lr_schedule_warms_up_then_decays_to_the_floor():
     factors = [train.lr_factor(s, warmup=10, total=100, min_ratio=0.1) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
