@@ -7,6 +7,9 @@ For each held-out clip (its orbit ring plus extra views rendered by Blender):
   video-to-4D ring view 0's frames -> the diffusion model -> the head: PSNR/SSIM at the extra views;
   text-to-4D  the clip's caption -> the diffusion model -> the head: multi-view consistency, i.e. PSNR of the
               Gaussians re-rendered at the generated views against the generated images (no ground truth).
+Recon and video-to-4D are also scored for geometry at the extra views: ghosting, the share of rendered opacity
+outside the true silhouette (ghost copies, floaters), and, where the shards carry Blender's depth, the mean
+absolute depth error inside the true silhouette (normalised object units, the object's radius is 0.5).
 Images are compared over a white background, at the data's resolution. Prints a Markdown table, writes
 OUT/eval.json (per clip and means) and, for each clip, OUT/<key>.png (rows: truth, recon, video-to-4D).
 
@@ -39,8 +42,8 @@ from data.cameras import rotate_about_up
 from data.preview import grid_image
 from data.stream import Subset, make_dataset, resolve_shards
 from evaluation.learned import DEFAULT_CLIP, load_learned_metrics
-from evaluation.metrics import (coverage, flicker, image_metrics, masked_consistency, measure, motion_ratio,
-                                patch_seam_ratio, scores, silhouette_iou)
+from evaluation.metrics import (coverage, flicker, geometry_metrics, image_metrics, masked_consistency, measure,
+                                motion_ratio, patch_seam_ratio, scores, silhouette_iou)
 from model.pipeline import LOOP_OUTPUTS, SAMPLERS
 from recon.losses import composite
 from recon.render import render_views
@@ -53,6 +56,15 @@ def render_at(gaussians, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, in
     """Gaussians [1, F, N] rendered at cameras c2w [1, V, F, 4, 4], K [1, V, 3, 3] over white: [1, V, F, 3, H, W]."""
     with torch.no_grad():
         return render_views(gaussians, c2w, K, *size, background=1.0).rgb.clamp(0, 1)
+
+
+def geometry_at(gaussians, c2w: torch.Tensor, K: torch.Tensor, sample: dict, views: slice) -> dict[str, float]:
+    """Ghosting and (where the shard has Blender's depth) the masked depth error of Gaussians [1, F, N] rendered at
+    cameras c2w [1, V, F, 4, 4], K [1, V, 3, 3] against the sample's `views` (evaluation.metrics.geometry_metrics)."""
+    with torch.no_grad():
+        rendered = render_views(gaussians, c2w, K, *sample["images"].shape[-2:], background=1.0)
+    depth = sample["depth"][:, views] if "depth" in sample else None
+    return geometry_metrics(rendered, sample["images"][:, views], depth)
 
 
 def held_out_cameras(sample: dict, ring: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,12 +112,14 @@ def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int
     with torch.no_grad():
         recon = head(rgb[:, :ring], c2w[:, :ring], K[:, :ring])  # [1, F, N]
     recon_views = render_at(recon, c2w[:, held_out], K[:, held_out], size)
-    metrics["recon"] = scores(recon_views, rgb[:, held_out])
+    metrics["recon"] = scores(recon_views, rgb[:, held_out]) | geometry_at(recon, c2w[:, held_out], K[:, held_out], sample, held_out)
 
     caption, F, elevation = sample["caption"][0], rgb.shape[2], sample["meta"][0]["elevations"][0]
     video, video4d = feed_forward(pipeline, head, caption, {"video": rgb[0, 0]}, ring, F, size, elevation, steps, seed)
-    video_views = render_at(video4d, *held_out_cameras(sample, ring), size)
+    video_cameras = held_out_cameras(sample, ring)  # camera-z depth is unchanged by the turn about +Y
+    video_views = render_at(video4d, *video_cameras, size)
     metrics["video_to_4d"] = {**scores(video_views, rgb[:, held_out]),
+                              **geometry_at(video4d, *video_cameras, sample, held_out),
                               **generated_measures(video.images[1:], truth_ring[1:], patch)}
 
     azimuth = sample["meta"][0]["azimuths"][0]  # at the truth's ring cameras, so silhouettes can be compared
@@ -173,7 +187,7 @@ def run_eval(args) -> dict:
 
 
 EVAL_COLUMNS = ("psnr", "ssim", "consistency_psnr", "consistency_psnr_masked", "silhouette_iou", "motion_ratio",
-                "seam_ratio", "coverage", "motion")
+                "seam_ratio", "coverage", "motion", "depth_error", "ghosting")
 
 
 def markdown(summary: dict) -> str:

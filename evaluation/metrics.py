@@ -1,5 +1,6 @@
-"""Image and cost metrics of the benchmark harness: PSNR/SSIM (also masked to the object), temporal flicker, and
-seconds and peak memory of a call. PSNR and SSIM themselves live in recon.losses (one home for both)."""
+"""Image, geometry and cost metrics of the benchmark harness: PSNR/SSIM (also masked to the object), temporal
+flicker, depth error against Blender's depth and ghosting (opacity outside the true silhouette), and seconds and
+peak memory of a call. PSNR, SSIM and the masked depth error live in recon.losses (one home for each)."""
 from __future__ import annotations
 
 import resource
@@ -7,9 +8,11 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from data.images import composite, frame_change as flicker
-from recon.losses import SSIM_WINDOW, psnr, ssim, ssim_map
+from recon.losses import BACKGROUND_ALPHA, SSIM_WINDOW, depth_loss, psnr, ssim, ssim_map
+from recon.render import RenderOutput
 
 
 def scores(rendered: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
@@ -44,6 +47,27 @@ def image_metrics(rendered: torch.Tensor, truth_rgba: torch.Tensor) -> dict[str,
     truth, mask = composite(truth_rgba, 1.0), truth_rgba[..., 3:, :, :] > 0.5
     return {**scores(rendered, truth), "psnr_masked": masked_psnr(rendered, truth, mask).item(),
             "ssim_masked": masked_ssim(rendered, truth, mask).item(), "flicker_error": flicker_error(rendered, truth).item()}
+
+
+def ghosting(alpha: torch.Tensor, true_alpha: torch.Tensor, margin: int = 1) -> torch.Tensor:
+    """The share of rendered opacity, alpha [..., 1, H, W], that falls outside the true silhouette (true alpha
+    [..., 1, H, W] grown by `margin` pixels, so a soft edge is not a ghost): 0 for a render of the truth, about
+    half for the object plus an offset copy of it; 0 when nothing is rendered."""
+    H, W = true_alpha.shape[-2:]
+    grown = F.max_pool2d(true_alpha.reshape(-1, 1, H, W), 2 * margin + 1, stride=1, padding=margin)  # [M, 1, H, W]
+    outside = (grown < BACKGROUND_ALPHA).reshape(true_alpha.shape)
+    return (alpha * outside).sum() / alpha.sum().clamp(min=1e-8)
+
+
+def geometry_metrics(rendered: RenderOutput, truth_rgba: torch.Tensor, true_depth: torch.Tensor | None) -> dict[str, float]:
+    """Ghosting and, where the data has Blender's depth, the mean absolute depth error inside the true silhouette
+    (normalised object units; a hole in the render counts its whole true depth) of a render (alpha and depth
+    [..., 1, H, W]) against ground-truth RGBA [..., 4, H, W] and depth [..., 1, H, W] (or None)."""
+    true_alpha = truth_rgba[..., 3:, :, :]
+    measured = {"ghosting": ghosting(rendered.alpha, true_alpha).item()}
+    if true_depth is not None:
+        measured["depth_error"] = depth_loss(rendered.depth, true_depth, true_alpha).item()
+    return measured
 
 
 def _peak_rss_mb() -> float:

@@ -27,6 +27,8 @@ def test_eval_scores_every_task_on_held_out_clips(tiny_model, demo_shards, tmp_p
     for task in ("video_to_4d", "text_to_4d"):
         assert 0 <= mean[task]["silhouette_iou"] <= 1 and mean[task]["motion_ratio"] >= 0 and mean[task]["seam_ratio"] > 0
     assert mean["truth"]["motion"] > 0  # the wolf's clip moves
+    for task in ("recon", "video_to_4d"):  # geometry at the held-out views, against Blender's depth
+        assert 0 <= mean[task]["ghosting"] <= 1 and 0 < mean[task]["depth_error"] < 5
     assert (tmp_path / "eval" / "QuaterniusWolf__c000__o00.png").is_file()
     assert "| recon |" in capsys.readouterr().out
 

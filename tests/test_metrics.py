@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from evaluation.learned import load_learned_metrics
-from evaluation.metrics import flicker, flicker_error, image_metrics, masked_psnr, masked_ssim, measure
+from evaluation.metrics import flicker, flicker_error, geometry_metrics, ghosting, image_metrics, masked_psnr, masked_ssim, measure
+from recon.render import RenderOutput
 from recon.losses import psnr, ssim, ssim_map
 
 
@@ -113,3 +114,34 @@ def test_learned_metrics_without_local_weights_are_skipped_with_a_reason(tmp_pat
     assert "CLIP score skipped" in reasons and "LPIPS skipped" in reasons and "FVD skipped" in reasons
     scores = metrics.score(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8), "a fox")
     assert math.isnan(scores["clip_score"]) and math.isnan(scores["lpips"])
+
+
+def _silhouette(size: int = 32) -> torch.Tensor:
+    """A true RGBA [2, 4, H, W] (two views) with a soft-edged square object."""
+    rgba = torch.zeros(2, 4, size, size)
+    rgba[:, :, 8:20, 10:22] = 1.0
+    rgba[:, 3, 7, 10:22] = 0.4  # an anti-aliased edge row
+    return rgba
+
+
+def test_ghosting_is_zero_for_the_truth_and_about_half_for_two_offset_copies():
+    truth = _silhouette()
+    alpha = truth[:, 3:]  # [2, 1, H, W]
+    assert ghosting(alpha, alpha).item() == 0.0
+    assert ghosting(torch.roll(alpha, 1, dims=-1), alpha).item() == 0.0  # a one-pixel shift is within the margin
+    copies = (alpha + torch.roll(alpha, 10, dims=-1)).clamp(max=1)  # the object and a copy beside it, as ghosting heads draw
+    assert 0.4 < ghosting(copies, alpha).item() < 0.5
+    assert ghosting(torch.zeros_like(alpha), alpha).item() == 0.0  # nothing rendered: no ghost
+
+
+def test_depth_error_is_zero_for_the_true_depth_and_counts_holes():
+    truth = _silhouette()
+    alpha = truth[:, 3:]
+    depth = torch.where(alpha > 0.5, 1.5 + 0.1 * torch.rand_like(alpha), torch.zeros(()))  # [2, 1, H, W]
+    exact = geometry_metrics(RenderOutput(rgb=truth[:, :3], alpha=alpha, depth=depth), truth, depth)
+    assert exact == {"ghosting": 0.0, "depth_error": 0.0}
+    shifted = geometry_metrics(RenderOutput(rgb=truth[:, :3], alpha=alpha, depth=depth + 0.2), truth, depth)
+    assert shifted["depth_error"] == pytest.approx(0.2)
+    empty = geometry_metrics(RenderOutput(rgb=truth[:, :3], alpha=0 * alpha, depth=0 * depth), truth, depth)
+    assert empty["depth_error"] == pytest.approx(depth[alpha > 0.5].mean().item())  # a hole costs its whole depth
+    assert "depth_error" not in geometry_metrics(RenderOutput(rgb=truth[:, :3], alpha=alpha, depth=depth), truth, None)
