@@ -62,10 +62,18 @@ def psnr(x: torch.Tensor, y: torch.Tensor, dim: int | tuple[int, ...] | None = N
     return -10.0 * torch.log10(mse.clamp(min=1e-10))
 
 
-def depth_loss(depth: torch.Tensor, true_depth: torch.Tensor, true_alpha: torch.Tensor) -> torch.Tensor:
+def depth_loss(
+    depth: torch.Tensor, true_depth: torch.Tensor, true_alpha: torch.Tensor, alpha: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean |depth - true_depth| of depth maps [..., 1, H, W] over the pixels inside the true silhouette (true alpha
-    [..., 1, H, W] > 0.5) that have a true depth (> 0: Blender saw a surface there); 0 when there are none."""
+    [..., 1, H, W] > 0.5) that have a true depth (> 0: Blender saw a surface there); 0 when there are none.
+
+    Given the rendered alpha [..., 1, H, W], only pixels it covers (> 0.5) count: a render's expected depth is
+    sum(weight * z) / alpha, whose gradient grows as 1 / alpha in a hole, and filling holes is the alpha term's job.
+    """
     inside = (true_alpha > 0.5) & (true_depth > 0)
+    if alpha is not None:
+        inside &= alpha.detach() > 0.5
     return (depth - true_depth).abs()[inside].sum() / inside.sum().clamp(min=1)
 
 
@@ -114,7 +122,7 @@ def image_loss(
         "outside": outside_loss(rendered.alpha, target_alpha),
     }
     if target_depth is not None:
-        terms["depth"] = depth_loss(rendered.depth, target_depth, target_alpha)
+        terms["depth"] = depth_loss(rendered.depth, target_depth, target_alpha, rendered.alpha)
     elif weights.depth > 0:
         raise ValueError("the depth loss needs true depth: build the data with depth (python -m data.build --depth)")
     if lpips_fn is not None and weights.lpips > 0:

@@ -65,6 +65,9 @@ def test_depth_loss_is_zero_for_the_true_depth_and_positive_otherwise():
     assert depth_loss(truth + 0.25 * (alpha > 0.5), truth, alpha).item() == pytest.approx(0.25)  # L1 inside
     assert depth_loss(truth - 0.1, truth, alpha).item() == pytest.approx(0.1)
     assert depth_loss(truth + 5.0 * (alpha < 0.5), truth, alpha).item() == 0.0  # outside the silhouette is not scored
+    hole = alpha.clone()
+    hole[0] = 0.0  # the render covers nothing in the first image: with its alpha given, only the second one counts
+    assert depth_loss(truth + 0.25 * (torch.arange(2) == 1).view(2, 1, 1, 1), truth, alpha, hole).item() == pytest.approx(0.25)
 
 
 def test_outside_loss_is_zero_for_the_true_silhouette_and_positive_for_an_offset_copy():
