@@ -38,6 +38,8 @@ from pathlib import Path
 import torch
 
 from data.atomic import atomic_folder
+from data.cli import (Failure, UsageError, check_device, check_output, entry_point, finite_float, fraction, non_negative_int,
+                      positive_int)
 from data.cameras import rotate_about_up
 from data.preview import grid_image
 from data.stream import Subset, make_dataset, resolve_shards
@@ -178,7 +180,7 @@ def run_eval(args) -> dict:
         if len(results) == args.max_clips:
             break
     if not results:
-        raise SystemExit(f"no held-out clips in {args.data}")
+        raise Failure(f"no held-out clips in {args.data}")
     summary = {"model": str(args.model), "data": str(args.data), "clips": len(results), "steps": args.steps,
                **{k: getattr(pipeline.defaults, k) for k in SAMPLING_OPTIONS},
                "mean": mean_of(results), "per_clip": results}
@@ -218,8 +220,11 @@ def shard_keys(urls: list[str]) -> set[str]:
     """The sample keys in local tar shards, read from the member names without decoding anything."""
     keys = set()
     for url in urls:
-        with tarfile.open(url) as tar:
-            keys |= {name.split(".", 1)[0] for name in tar.getnames()}
+        try:
+            with tarfile.open(url) as tar:
+                keys |= {name.split(".", 1)[0] for name in tar.getnames()}
+        except (tarfile.TarError, OSError) as err:
+            raise ValueError(f"shard {url} is not a readable tar file ({err.args[0] if err.args else err})") from None
     return keys
 
 
@@ -230,12 +235,18 @@ def check_held_out(data: str, manifest: Path) -> None:
     if not keys:
         raise ValueError(f"the validation set {data} holds no samples")
     if not manifest.is_file():
-        raise ValueError(f"training manifest {manifest} not found (data.build writes it beside train/ and val/)")
+        raise ValueError(missing_manifest(manifest))
     trained = {a for a, entry in json.loads(manifest.read_text())["assets"].items() if entry.get("split") == "train"}
     shared = sorted(trained & {asset_of(k) for k in keys})
     if shared:
         raise ValueError(f"the validation set {data} shares {len(shared)} asset(s) with the training split of {manifest}: "
                          f"{', '.join(shared[:5])}; compare on held-out assets only")
+
+
+def missing_manifest(manifest: Path) -> str:
+    """Why --train-manifest is needed and which command writes it."""
+    return (f"--train-manifest {manifest} not found: the data build that made the validation shards writes it, e.g. "
+            f"`python -m data.build --gltf-dir ../shared/assets --procedural 200 --out {manifest.parent}` (README, Data)")
 
 
 def compare_clip(pipeline, head, sample: dict, task: str, args, learned) -> tuple[list[dict], torch.Tensor]:
@@ -350,8 +361,6 @@ def run_compare(args) -> str:
     Returns the Markdown table."""
     import infer
 
-    if args.sds_iters < 1:
-        raise ValueError(f"--sds-iters must be at least 1 (got {args.sds_iters}): SDS with no budget produces nothing")
     check_held_out(args.data, args.train_manifest)
     device = torch.device(args.device)
     pipeline, head = load_models(args, device)
@@ -382,46 +391,64 @@ def run_compare(args) -> str:
     return table
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """UsageError for arguments that name nothing usable, before any model is loaded or folder made."""
+    import infer
+
+    check_output(args.out)
+    if args.command == "compare":
+        check_device(args.device)
+        if not args.train_manifest.is_file():
+            raise UsageError(missing_manifest(args.train_manifest))
+    try:
+        infer.check_model_folder(args.model)
+    except infer.InferError as err:
+        raise UsageError(f"--model: {err}") from None
+
+
+@entry_point
 def main(argv=None) -> None:
+    """`python benchmark.py {eval,compare} [options]`: run, write --out (replaced only when complete), print the table."""
     p = argparse.ArgumentParser(prog="python benchmark.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     ev = sub.add_parser("eval", help="score a model folder on held-out shards")
     ev.add_argument("--model", type=Path, required=True)
     ev.add_argument("--data", required=True, help="held-out shards (e.g. shards/v1/val)")
     ev.add_argument("--out", type=Path, default=Path("runs/eval"))
-    ev.add_argument("--views", type=int, default=4, help="ring views given to the models")
-    ev.add_argument("--steps", type=int, default=20, help="denoising steps")
-    ev.add_argument("--max-clips", type=int, default=8)
-    ev.add_argument("--clips-per-asset", type=int, default=0, help="at most this many clips of one asset (0: no limit)")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--views", type=positive_int, default=4, help="ring views given to the models")
+    ev.add_argument("--steps", type=positive_int, default=20, help="denoising steps")
+    ev.add_argument("--max-clips", type=positive_int, default=8)
+    ev.add_argument("--clips-per-asset", type=non_negative_int, default=0, help="at most this many clips of one asset (0: no limit)")
+    ev.add_argument("--seed", type=non_negative_int, default=0)
     cmp = sub.add_parser("compare", help="feed-forward against the SDS baseline on held-out shards")
     cmp.add_argument("--model", type=Path, required=True)
     cmp.add_argument("--data", required=True, help="held-out shards (e.g. shards/v1/val)")
     cmp.add_argument("--train-manifest", type=Path, required=True, help="the data set's manifest.json; no val asset may be in its train split")
     cmp.add_argument("--out", type=Path, default=Path("runs/compare"))
     cmp.add_argument("--tasks", nargs="+", choices=("video", "image", "text"), default=["video"])
-    cmp.add_argument("--views", type=int, default=4, help="ring views the models generate")
-    cmp.add_argument("--steps", type=int, default=20, help="feed-forward denoising steps")
-    cmp.add_argument("--sds-iters", type=int, default=200, help="SDS optimisation steps per asset")
-    cmp.add_argument("--sds-gaussians", type=int, default=2000, help="SDS Gaussians per frame")
-    cmp.add_argument("--max-clips", type=int, default=2)
-    cmp.add_argument("--seed", type=int, default=0)
+    cmp.add_argument("--views", type=positive_int, default=4, help="ring views the models generate")
+    cmp.add_argument("--steps", type=positive_int, default=20, help="feed-forward denoising steps")
+    cmp.add_argument("--sds-iters", type=positive_int, default=200, help="SDS optimisation steps per asset")
+    cmp.add_argument("--sds-gaussians", type=positive_int, default=2000, help="SDS Gaussians per frame")
+    cmp.add_argument("--max-clips", type=positive_int, default=2)
+    cmp.add_argument("--seed", type=non_negative_int, default=0)
     cmp.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     cmp.add_argument("--clip-model", default=DEFAULT_CLIP, help="CLIP for the CLIP score: a local folder or a cached id (skipped if absent)")
     cmp.add_argument("--quiet", action="store_true", help="no SDS progress bar")
     for command in (ev, cmp):
         command.add_argument("--sampler", choices=SAMPLERS, help="the diffusion sampler (default: the model's)")
-        command.add_argument("--motion", type=float, help="motion score for motion-conditioned models (default: the model's)")
-        command.add_argument("--loop-start", type=float, help="reconstruction in the loop from this fraction of the steps")
-        command.add_argument("--loop-blend", type=float, help="blend of the prediction towards the renders, in [0, 1]")
+        command.add_argument("--motion", type=finite_float, help="motion score for motion-conditioned models (default: the model's)")
+        command.add_argument("--loop-start", type=fraction, help="reconstruction in the loop from this fraction of the steps")
+        command.add_argument("--loop-blend", type=fraction, help="blend of the prediction towards the renders, in [0, 1]")
         command.add_argument("--loop-output", choices=LOOP_OUTPUTS, help="sample or render (default: the model's)")
     args = p.parse_args(argv)
+    check_arguments(args)
     try:
         with atomic_folder(args.out) as tmp:  # replaces --out when complete
             run = run_compare if args.command == "compare" else run_eval
             report = run(argparse.Namespace(**{**vars(args), "out": tmp}))
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
+    except ValueError as err:  # no shards, shared assets, an unloadable model (infer.InferError)
+        raise Failure(str(err)) from None
     if args.command == "compare":
         print(report)
         return

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -26,10 +25,13 @@ import numpy as np
 import torch
 
 from data.atomic import atomic_folder
-from model.pipeline import LOOP_OUTPUTS, SAMPLERS, MultiViewVideoPipeline
+from data.cli import (Failure, UsageError, check_device, check_output, entry_point, finite_float, fraction, non_negative_int,
+                      positive_int)
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "zoetrope4d-cpu-small"
 FPS = 8  # animation frames per second in multiview.mp4, viewer.html and animated.glb
+MAX_PROMPT_CHARS = 1000  # the text encoder reads the first 64 tokens (about 300 characters); more is not a prompt
+MAX_STEPS = 1000  # the scheduler's training timesteps: more steps than that only repeat them
 
 
 @dataclass
@@ -66,6 +68,67 @@ def check_model_folder(path: Path) -> None:
     for part in ("diffusion/pipeline.json", "diffusion/transformer/config.json", "recon/config.json"):
         if not (path / part).is_file():
             raise InferError(f"model folder {path} is incomplete: {part} is missing")
+
+
+def transformer_bytes(tokens_per_image: int, views: int, frames: int, width: int, heads: int, batch: int = 1) -> int:
+    """Peak float32 bytes of one block over tokens [batch, views, frames, tokens_per_image, width]: its working
+    tensors (x, norms, q, k, v, attention output, a 4x MLP: about 12 copies) plus the largest attention-score
+    matrix of the spatial, cross-view and cross-frame attention, counted as if materialised (errs high where a
+    kernel does not materialise it)."""
+    N, V, F = tokens_per_image, views, frames
+    working = 12 * batch * V * F * N * width
+    scores = batch * heads * max(V * F * N * N, F * N * V * V, V * N * F * F)
+    return 4 * (working + scores)
+
+
+def grid_bytes(model: Path, views: int, frames: int) -> int:
+    """Estimated peak bytes of generating views x frames with a model folder (read from its config files): the
+    weights, plus the larger of the diffusion transformer's block (two rows: classifier-free guidance) and the
+    Gaussian head's, plus the pixels (images, rays, noise, Gaussians: about 64 floats a pixel). The steps set the
+    time, not the memory."""
+    dit = json.loads((model / "diffusion/transformer/config.json").read_text())
+    head = json.loads((model / "recon/config.json").read_text())
+    grid = json.loads((model / "diffusion/pipeline.json").read_text())
+    pixels = grid["height"] * grid["width"]
+    weights = sum(f.stat().st_size for f in model.rglob("*.safetensors"))
+    denoise = transformer_bytes(pixels // dit["patch_size"] ** 2, views, frames, dit["hidden_size"], dit["num_heads"], batch=2)
+    reconstruct = transformer_bytes(pixels // head["patch_size"] ** 2, views, frames, head["width"], head["heads"])
+    return weights + max(denoise, reconstruct) + 4 * 64 * views * frames * pixels
+
+
+def free_bytes(device: str) -> int:
+    """Memory available to this run on `device`: free GPU memory, or the machine's available RAM."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.mem_get_info(torch.device(device))[0]
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+def largest(fits, upper: int) -> int:
+    """The largest n in [0, upper] with fits(n) (fits is monotone: true up to some n), by bisection."""
+    low, high = 0, upper
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    return low
+
+
+def check_grid(model: Path, views: int | None, frames: int | None, device: str) -> None:
+    """UsageError, before any weight is loaded, when the grid's estimated memory (`grid_bytes`) exceeds 80% of what
+    `device` has free; the message gives the largest --frames and --views that fit."""
+    grid = json.loads((model / "diffusion/pipeline.json").read_text())
+    V, F = views or grid["num_views"], frames or grid["num_frames"]
+    budget = int(0.8 * free_bytes(device))
+    need = grid_bytes(model, V, F)
+    if need <= budget:
+        return
+    most_frames = largest(lambda f: grid_bytes(model, V, f) <= budget, F)
+    most_views = largest(lambda v: grid_bytes(model, v, F) <= budget, V)
+    gib = 2**30
+    raise UsageError(f"{V} views x {F} frames needs about {need / gib:.1f} GiB; {budget / gib:.1f} GiB is free on "
+                     f"{device} (80% of what is available): at most --frames {most_frames} with {V} views"
+                     + (f", or --views {most_views} with {F} frames" if most_views else ""))
 
 
 def over_white(image, height: int, width: int) -> np.ndarray:
@@ -131,11 +194,40 @@ class Stages:
 
 def load_models(folder: Path, device: torch.device):
     """The diffusion pipeline and the Gaussian head of a model folder, on `device`, in eval mode."""
+    from model.pipeline import MultiViewVideoPipeline
     from recon.head import GaussianHead4D
 
-    pipeline = MultiViewVideoPipeline.from_pretrained(folder / "diffusion").to(device)
-    head = GaussianHead4D.from_pretrained(folder / "recon").to(device).eval()
+    check_weight_files(folder)
+    pipeline = load_part(MultiViewVideoPipeline.from_pretrained, folder / "diffusion").to(device)
+    head = load_part(GaussianHead4D.from_pretrained, folder / "recon").to(device).eval()
     return pipeline, head
+
+
+def load_part(load, path: Path):
+    """load(path), with InferError naming the folder when its weights do not fit the config.json beside them."""
+    try:
+        return load(path)
+    except (OSError, ValueError, RuntimeError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
+        raise InferError(f"{path} does not load (its weights do not match its config.json, e.g. files of two "
+                         f"presets mixed): {reason}") from None
+
+
+def check_weight_files(folder: Path) -> None:
+    """InferError naming the first .safetensors file of a model folder that is unreadable (truncated, not
+    safetensors) or holds other than float32 weights, before anything is loaded from it."""
+    from safetensors import SafetensorError, safe_open
+
+    for file in sorted(folder.rglob("*.safetensors")):
+        try:
+            with safe_open(file, "pt") as f:
+                dtypes = {f.get_slice(name).get_dtype() for name in f.keys()}
+        except (SafetensorError, OSError) as err:
+            raise InferError(f"model file {file} cannot be read ({err}): truncated or not safetensors; "
+                             "export or copy the model again") from None
+        if dtypes - {"F32"}:
+            raise InferError(f"model file {file} holds {', '.join(sorted(dtypes - {'F32'}))} weights; this model "
+                             "loads float32 ones (export it again with train.py)")
 
 
 def write_multiview_video(path: Path, images: torch.Tensor, fps: int = 8) -> None:
@@ -244,59 +336,88 @@ def reconstruct(head, result, refine_steps: int):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    """The command line (see the module docstring); exits with a message on impossible values."""
+    """The command line (see the module docstring); argparse or UsageError on impossible values."""
     p = argparse.ArgumentParser(prog="python infer.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("prompt", help="what to generate, e.g. \"a small red ball bouncing\"")
+    p.add_argument("prompt", help=f"what to generate, e.g. \"a small red ball bouncing\" (at most {MAX_PROMPT_CHARS} "
+                   "characters; the text encoder reads the first 64 tokens)")
     p.add_argument("--out", type=Path, required=True, help="output folder (replaced when the run completes)")
     p.add_argument("--image", type=Path, help="image-to-4D: the front view at the first frame")
     p.add_argument("--video", type=Path, help="video-to-4D: the front view over time")
-    p.add_argument("--views", type=int, help="views (default: the model's)")
-    p.add_argument("--frames", type=int, help="frames (default: the model's)")
-    p.add_argument("--steps", type=int, default=20, help="denoising steps")
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1: off)")
-    p.add_argument("--sampler", choices=SAMPLERS, help="stochastic: re-noise each step's clean-image prediction; "
+    p.add_argument("--views", type=positive_int, help="views (default: the model's)")
+    p.add_argument("--frames", type=positive_int, help="frames (default: the model's)")
+    p.add_argument("--steps", type=positive_int, default=20, help=f"denoising steps (at most {MAX_STEPS})")
+    p.add_argument("--guidance", type=finite_float, default=3.0, help="classifier-free guidance scale (1: off)")
+    p.add_argument("--sampler", help="stochastic: re-noise each step's clean-image prediction; "
                    "ode: deterministic Euler steps (default: the model's, stochastic for the shipped one)")
-    p.add_argument("--motion", type=float, help="motion score for motion-conditioned models: about 0.016 for a walk, "
-                   "0 for still, 0.03 for fast (default: the model's)")
-    p.add_argument("--loop-start", type=float, help="reconstruction in the sampling loop from this fraction of the steps "
-                   "on (1: off; default: the model's)")
-    p.add_argument("--loop-blend", type=float, help="how far each step's prediction moves towards the renders of its "
+    p.add_argument("--motion", type=finite_float, help="motion score for motion-conditioned models: about 0.016 for a "
+                   "walk, 0 for still, 0.03 for fast (default: the model's)")
+    p.add_argument("--loop-start", type=fraction, help="reconstruction in the sampling loop from this fraction of the "
+                   "steps on (1: off; default: the model's)")
+    p.add_argument("--loop-blend", type=fraction, help="how far each step's prediction moves towards the renders of its "
                    "3D reconstruction, in [0, 1] (default: the model's)")
-    p.add_argument("--loop-output", choices=LOOP_OUTPUTS, help="sample: the last denoised views; render: the renders of "
-                   "the final reconstruction (default: the model's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--elevation", type=float, default=15.0, help="camera elevation in degrees")
-    p.add_argument("--video-size", type=int, default=256, help="orbit video side in pixels")
-    p.add_argument("--refine-steps", type=int, default=0, help="test-time photometric refinement steps (0: off)")
+    p.add_argument("--loop-output", help="sample: the last denoised views; render: the renders of the final "
+                   "reconstruction (default: the model's)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--elevation", type=finite_float, default=15.0, help="camera elevation in degrees, in (-90, 90)")
+    p.add_argument("--video-size", type=positive_int, default=256, help="orbit video side in pixels (even, 16 to 2048)")
+    p.add_argument("--refine-steps", type=non_negative_int, default=0, help="test-time photometric refinement steps (0: off)")
     p.add_argument("--no-mesh", dest="mesh", action="store_false", help="skip animated.glb (the mesh extraction)")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (default: the shipped model)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
-    for name in ("views", "frames"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name} must be at least 1")
-    for name in ("loop_start", "loop_blend"):
-        if getattr(args, name) is not None and not 0.0 <= getattr(args, name) <= 1.0:  # also refuses nan
-            p.error(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
-    if args.motion is not None and not 0.0 <= args.motion < math.inf:
-        p.error(f"--motion must be a finite score >= 0 (about 0.016 for a walk), got {args.motion}")
-    if args.steps < 1 or args.video_size < 16 or args.video_size % 2:
-        p.error("--steps must be at least 1 and --video-size an even number of at least 16")
+    check_arguments(args)
     return args
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """UsageError for values argparse's types cannot judge alone; reads no model and writes nothing."""
+    if not args.prompt.strip():
+        raise UsageError("the prompt is empty: describe the object, e.g. \"a small red ball bouncing\"")
+    if len(args.prompt) > MAX_PROMPT_CHARS:
+        raise UsageError(f"the prompt has {len(args.prompt)} characters; at most {MAX_PROMPT_CHARS} (the text encoder "
+                         "reads only its first 64 tokens, about 300 characters)")
+    if args.steps > MAX_STEPS:
+        raise UsageError(f"--steps {args.steps}: at most {MAX_STEPS} (the scheduler's training timesteps)")
+    if not -90 < args.elevation < 90:
+        raise UsageError(f"--elevation {args.elevation}: must be in (-90, 90) degrees (at the pole the orbit has no up)")
+    if args.video_size % 2 or not 16 <= args.video_size <= 2048:
+        raise UsageError(f"--video-size {args.video_size}: must be an even number from 16 to 2048")
+    if args.image is not None and args.video is not None:
+        raise UsageError("give --image or --video, not both")
+    if args.motion is not None and args.motion < 0:
+        raise UsageError(f"--motion {args.motion}: must be 0 or more (about 0.016 for a walk)")
+    if args.sampler is not None or args.loop_output is not None:
+        from model.pipeline import LOOP_OUTPUTS, SAMPLERS  # imported only here: diffusers takes seconds to import
+
+        for option, value, choices in (("--sampler", args.sampler, SAMPLERS), ("--loop-output", args.loop_output, LOOP_OUTPUTS)):
+            if value is not None and value not in choices:
+                raise UsageError(f"{option} {value!r}: choose one of {', '.join(choices)}")
+    for option in ("image", "video"):
+        path = getattr(args, option)
+        if path is not None and not path.is_file():
+            raise UsageError(f"--{option} {path}: no such file")
+    check_output(args.out)
+    check_device(args.device)
+
+
+@entry_point
 def main(argv=None) -> None:
     """`python infer.py PROMPT --out DIR [options]`: generate, write the outputs, print the seconds per stage.
 
-    Bad input exits non-zero with a message and writes nothing."""
+    Bad input stops with one line `error: ...` (exit 2 for arguments, 1 for unusable files) and writes nothing."""
     args = parse_args(argv)
     settings = Settings(args.views, args.frames, args.steps, args.guidance, args.sampler, args.seed, args.elevation,
                         args.video_size, args.refine_steps, args.motion, args.loop_start, args.loop_blend, args.loop_output,
                         mesh=args.mesh)
     try:
+        check_model_folder(args.model)
+    except InferError as err:
+        raise UsageError(f"--model: {err}") from None
+    check_grid(args.model, args.views, args.frames, args.device)
+    try:
         meta = generate(args.prompt, args.out, args.model, settings, args.device, args.image, args.video)
     except (InferError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from None
+        raise Failure(str(err)) from None
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in meta["seconds"].items())
     mesh = ", animated.glb" if settings.mesh else ""
     print(f"wrote {args.out}/ (multiview.mp4, orbit.mp4, ply/ x {meta['frames']}, viewer.html{mesh}, meta.json) in {meta['total_seconds']:.1f} s: {stages}")

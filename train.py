@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from data.atomic import atomic_folder, replace_folder
+from data.cli import UsageError, check_output, entry_point
 from data.preview import grid_image
 from data.stream import Subset, make_loader, resolve_shards
 from recon.losses import LossWeights
@@ -101,12 +102,32 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+STAGE_HELP = {
+    "diffusion": "the multiview-video diffusion transformer (flow matching); exports OUT/model, the diffusion/ folder infer.py loads",
+    "recon": "the feed-forward 4D Gaussian head; exports OUT/model, the recon/ folder infer.py loads",
+}
+POSITIVE = ("steps", "batch_size", "grad_accum", "save_every", "keep_last", "val_every", "sample_every", "log_every", "max_nonfinite")
+
+
+def top_parser() -> argparse.ArgumentParser:
+    """`python train.py --help`: the stages, and where each stage's options are listed."""
+    stages = "\n".join(f"  {name:<10} {text}" for name, text in STAGE_HELP.items())
+    return argparse.ArgumentParser(
+        prog="python train.py", usage="python train.py {diffusion,recon} [--preset NAME] [options]",
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"stages:\n{stages}\n\neach stage's options (with the preset's defaults): python train.py diffusion --help, "
+               f"python train.py recon --help\npresets: {', '.join(TRAIN_PRESETS)} (--preset NAME; default tiny)")
+
+
 def parse_args(argv: list[str]) -> tuple[str, TrainConfig]:
     """`STAGE [--preset NAME] [options]` -> (stage, config with the preset's defaults under the options)."""
-    import tyro
-
-    if not argv or argv[0] not in STAGES:
-        raise SystemExit(f"usage: python train.py {{{','.join(STAGES)}}} [--preset NAME] [options]; see --help of a stage")
+    if not argv:
+        raise UsageError(f"give a stage: python train.py {{{','.join(STAGES)}}} [options] (python train.py --help)")
+    if argv[0] in ("-h", "--help"):
+        top_parser().print_help()
+        raise SystemExit(0)
+    if argv[0] not in STAGES:
+        raise UsageError(f"unknown stage {argv[0]!r}; choose one of {', '.join(STAGES)} (python train.py --help)")
     stage, rest = argv[0], argv[1:]
     # The preset picks the defaults the other options override, so it is read before the full parse
     # (both `--preset NAME` and `--preset=NAME`).
@@ -114,12 +135,53 @@ def parse_args(argv: list[str]) -> tuple[str, TrainConfig]:
     first.add_argument("--preset", default="tiny")
     preset = first.parse_known_args(rest)[0].preset
     if preset not in TRAIN_PRESETS:
-        raise SystemExit(f"unknown preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
-    default = TrainConfig(preset=preset, **TRAIN_PRESETS[preset])
-    cfg = tyro.cli(TrainConfig, default=default, args=rest, prog=f"train.py {stage}")
-    if cfg.keep_last < 1:
-        raise SystemExit(f"--keep-last must be at least 1 (the checkpoint a resume needs), got {cfg.keep_last}")
+        raise UsageError(f"unknown preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
+    cfg = stage_options(stage, TrainConfig(preset=preset, **TRAIN_PRESETS[preset]), rest)
+    for name in POSITIVE:
+        if getattr(cfg, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    for name in ("lr", "min_lr_ratio", "weight_decay", "clip", "ema_decay"):
+        if not math.isfinite(getattr(cfg, name)) or getattr(cfg, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be a finite number of at least 0, got {getattr(cfg, name)}")
+    if min(cfg.views, cfg.extra_views, cfg.frames, cfg.warmup, cfg.num_workers, cfg.stop_at, cfg.seed) < 0:
+        raise UsageError("--views, --extra-views, --frames, --warmup, --num-workers, --stop-at and --seed must be 0 or more")
     return stage, cfg
+
+
+def stage_options(stage: str, default: TrainConfig, rest: list[str]) -> TrainConfig:
+    """The stage's options parsed by tyro; its boxed error report becomes one UsageError line."""
+    import contextlib
+    import io
+
+    import tyro
+
+    report = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(report):
+            return tyro.cli(TrainConfig, default=default, args=rest, prog=f"python train.py {stage}")
+    except SystemExit as exit:
+        if not exit.code:
+            raise
+        lines = [line.strip("│|╭╮╰╯─-+ \t") for line in report.getvalue().splitlines()]
+        lines = [line for line in lines if line][1:]  # the first is the box's title, e.g. "Value error"
+        raise UsageError(f"{lines[0] if lines else 'bad options'} (python train.py {stage} --help)") from None
+
+
+def check_config(stage: str, cfg: TrainConfig) -> Path | None:
+    """UsageError for options that name nothing usable, before accelerate or a model starts; returns the checkpoint
+    --resume names (None without --resume)."""
+    for option, shards in (("--data", cfg.data), ("--val-data", cfg.val_data)):
+        try:
+            resolve_shards(shards) if shards else None
+        except ValueError as err:
+            raise UsageError(f"{option}: {err} (python -m data.build writes shards; see the README's Data section)") from None
+    check_output(Path(cfg.out))
+    if cfg.init_from and not Path(cfg.init_from).is_dir():
+        raise UsageError(f"--init-from {cfg.init_from}: no such folder (an exported model, e.g. runs/dit/model)")
+    resume_from = find_resume(cfg.resume, Path(cfg.out))
+    if resume_from is not None:
+        check_compatible(json.loads((resume_from / "train_state.json").read_text()), stage, cfg)
+    return resume_from
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -136,15 +198,22 @@ def save_checkpoint(accelerator: Accelerator, out: Path, step: int, state: dict,
     accelerate would pickle and load back with weights_only=False."""
     final = out / "checkpoints" / f"step-{step:07d}"
     tmp = out / "checkpoints" / f".tmp-step-{step:07d}"
-    if accelerator.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_file(ema, str(tmp / EMA_FILE))
-        (tmp / "train_state.json").write_text(json.dumps(state, indent=1))
-        replace_folder(tmp, final)
+        for stale in (out / "checkpoints").glob(".tmp-step-*"):  # of this save, or of a killed run
+            shutil.rmtree(stale)
+    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            save_file(ema, str(tmp / EMA_FILE))
+            (tmp / "train_state.json").write_text(json.dumps(state, indent=1))
+            replace_folder(tmp, final)
+    except BaseException:  # Ctrl-C, SIGTERM, a full disk: no half checkpoint left behind
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if accelerator.is_main_process:
         for old in checkpoints(out)[:-keep_last]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
@@ -152,17 +221,17 @@ def save_checkpoint(accelerator: Accelerator, out: Path, step: int, state: dict,
 
 
 def find_resume(resume: str, out: Path) -> Path | None:
-    """The checkpoint folder `--resume` names; SystemExit with a clear message when there is none."""
+    """The checkpoint folder `--resume` names; UsageError with a clear message when there is none."""
     if not resume:
         return None
     if resume == "latest":
         found = checkpoints(out)
         if not found:
-            raise SystemExit(f"--resume latest: {out / 'checkpoints'} holds no complete checkpoint")
+            raise UsageError(f"--resume latest: {out / 'checkpoints'} holds no complete checkpoint")
         return found[-1]
     path = Path(resume)
     if not (path / "train_state.json").is_file():
-        raise SystemExit(f"--resume {resume}: not a checkpoint folder (no train_state.json)")
+        raise UsageError(f"--resume {resume}: not a checkpoint folder (no train_state.json)")
     return path
 
 
@@ -189,12 +258,12 @@ MODEL_FIELDS = ("preset", "views", "extra_views", "frames", "prediction", "camer
 
 
 def check_compatible(saved: dict, stage: str, cfg: TrainConfig) -> None:
-    """SystemExit when a checkpoint was made by another stage or model configuration."""
+    """UsageError when a checkpoint was made by another stage or model configuration."""
     current = {"stage": stage, **{k: getattr(cfg, k) for k in MODEL_FIELDS}}
     before = {"stage": saved["stage"], **{k: saved["config"].get(k) for k in MODEL_FIELDS}}
     if current != before:
         diff = {k: (before[k], current[k]) for k in current if current[k] != before[k]}
-        raise SystemExit(f"the checkpoint does not match this configuration (saved, now): {diff}")
+        raise UsageError(f"the checkpoint does not match this configuration (saved, now): {diff}")
 
 
 def load_weights(model: torch.nn.Module, folder: str) -> None:
@@ -207,16 +276,16 @@ def load_weights(model: torch.nn.Module, folder: str) -> None:
     path = Path(folder) / "transformer" if (Path(folder) / "transformer").is_dir() else Path(folder)
     files = sorted(path.glob("*.safetensors"))
     if not files:
-        raise SystemExit(f"--init-from {folder}: no .safetensors weights in {path}")
+        raise UsageError(f"--init-from {folder}: no .safetensors weights in {path}")
     weights = {name: tensor for file in files for name, tensor in load_file(file).items()}
     added = tuple(f"{name}." for name in getattr(model, "ZERO_INIT_MODULES", ()))
     try:
         missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as error:  # differently shaped tensors
-        raise SystemExit(f"--init-from {folder}: the weights do not fit this model: {str(error).strip().splitlines()[-1].strip()}")
+        raise UsageError(f"--init-from {folder}: the weights do not fit this model: {str(error).strip().splitlines()[-1].strip()}")
     missing = [key for key in missing if not key.startswith(added)]
     if missing or unexpected:
-        raise SystemExit(f"--init-from {folder}: the weights do not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise UsageError(f"--init-from {folder}: the weights do not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
 
 # ----------------------------------------------------------------------------- the two stages
@@ -443,10 +512,7 @@ def after_step(run: Run, cfg: TrainConfig, out: Path, state: dict, batch: dict, 
 def train(stage_name: str, cfg: TrainConfig) -> dict:
     """Train one stage; returns the last logged metrics."""
     out = Path(cfg.out)
-    resume_from = find_resume(cfg.resume, out)
-    if resume_from is not None:
-        check_compatible(json.loads((resume_from / "train_state.json").read_text()), stage_name, cfg)
-    resolve_shards(cfg.data)  # a clear error now, not inside a worker
+    resume_from = check_config(stage_name, cfg)  # clear errors now, not inside a worker
     run = start_run(stage_name, cfg, resume_from)
     accelerator = run.accelerator
     state = resume_state(run, resume_from, stage_name)
@@ -553,6 +619,7 @@ def export_ema(stage, ema: EMAModel, accelerator: Accelerator, out: Path, stage_
         (tmp / "train_config.json").write_text(json.dumps({"stage": stage_name, **dataclasses.asdict(cfg)}, indent=1))
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> None:
     """`python train.py STAGE [options]`: train, then print the last logged metrics as JSON on rank 0."""
     stage, cfg = parse_args(sys.argv[1:] if argv is None else argv)

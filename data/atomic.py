@@ -5,6 +5,7 @@ outputs) goes through these two, so a killed process or a failing writer leaves 
 """
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -35,13 +36,50 @@ def atomic_folder(out: str | Path) -> Iterator[Path]:
     """Yield a new temporary folder beside `out` to fill; it replaces `out` (see `replace_folder`) when the block
     ends and is removed if it raises, so `out` is either the old folder or the complete new one."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} is a file, not a folder; it is left as it is")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    clean_stale(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700; the final folder gets what the user's umask allows
     try:
         yield tmp
         replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def clean_stale(out: Path) -> None:
+    """Tidy what killed writers of `out` left (SIGKILL runs no cleanup): their temporary folders are removed, and
+    an older folder set aside by `replace_folder` is put back if `out` itself is missing, else removed. Only folders
+    whose process id is no longer running are touched, so a concurrent writer keeps its own."""
+    name = glob.escape(out.name)
+    for stale in sorted(out.parent.glob(f".{name}.tmp-*")) + sorted(out.parent.glob(f".{name}.old-*")):
+        pid = stale.name[len(out.name) + 6:].split("-")[0]  # ".NAME.tmp-PID-xyz" / ".NAME.old-PID"
+        if not stale.is_dir() or not pid.isdigit() or _running(int(pid)):
+            continue
+        if ".old-" in stale.name and not out.exists():
+            stale.rename(out)
+        else:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process `pid` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        pass
+    return True
+
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def replace_folder(tmp: Path, out: Path) -> None:

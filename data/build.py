@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from data.assets import AssetError, Clip, asset_id_for, find_assets, list_clips
 from data.atomic import atomic_path
+from data.cli import Failure, UsageError, check_output, entry_point, finite_float, fraction, non_negative_int, positive_int
 from data.objaverse import ObjaverseUnreachable
 from data.render_blender import RenderSettings
 
@@ -37,7 +38,7 @@ def split_of(asset_id: str, val_fraction: float, val_assets: frozenset[str] = fr
     if asset_id in val_assets:
         return "val"
     digest = int(hashlib.sha1(asset_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "val" if digest < val_fraction else "train"
+    return "val" if digest < val_fraction or val_fraction == 1 else "train"
 
 
 def stable_seed(*parts) -> int:
@@ -112,21 +113,36 @@ def render_asset(job: dict) -> dict:
     return {"samples": len(samples), "dropped": dropped}
 
 
-def run_worker(job: dict) -> dict:
-    """Run `render_asset(job)` in a fresh Python process; a crash or timeout becomes an error record."""
+def run_worker(job: dict, running: set) -> dict:
+    """Run `render_asset(job)` in a fresh Python process; a crash or timeout becomes an error record.
+
+    The process is in `running` while it runs, so an interrupted build can stop it (`stop_workers`)."""
     with tempfile.TemporaryDirectory() as tmp:
         job_file, result_file = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job_file.write_text(json.dumps(job))
         env = {**os.environ, "OMP_NUM_THREADS": str(job["threads"])}
         cmd = [sys.executable, "-m", "data.build", "worker", str(job_file), str(result_file)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S, env=env)
-        except subprocess.TimeoutExpired:
-            return {"error": f"timed out after {WORKER_TIMEOUT_S} s"}
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
+            running.add(proc)
+            try:
+                stdout, stderr = proc.communicate(timeout=WORKER_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                return {"error": f"timed out after {WORKER_TIMEOUT_S} s"}
+            finally:
+                running.discard(proc)
         if proc.returncode != 0 or not result_file.is_file():
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            tail = (stderr or stdout).strip().splitlines()[-3:]
             return {"error": f"worker exited with {proc.returncode}: {' | '.join(tail)}"}
         return json.loads(result_file.read_text())
+
+
+def stop_workers(pool: ThreadPoolExecutor, running: set) -> None:
+    """Cancel the jobs not started and SIGTERM the worker processes (each removes its temporary shard), so an
+    interrupted build ends now rather than when the current renders do."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in list(running):
+        proc.terminate()
 
 
 # ----------------------------------------------------------------------------- the build
@@ -169,8 +185,9 @@ def write_json_atomic(path: Path, data) -> None:
 def build(args) -> dict:
     """Render every asset not already written; returns the manifest."""
     args.out.mkdir(parents=True, exist_ok=True)
-    for stale in args.out.glob("*/*.tmp-*"):  # left by a killed run; never a complete shard
-        stale.unlink()
+    for stale in args.out.rglob(".*.tmp-*"):  # left by a killed run: never a complete shard, manifest or asset
+        if stale.is_file():
+            stale.unlink()
     manifest_path = args.out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"assets": {}}
     settings = RenderSettings(
@@ -210,57 +227,81 @@ def build(args) -> dict:
         jobs.append(({"asset_id": asset_id, "clips": clip_jobs, "orbits": args.orbits, "shard": str(shard),
                       "settings": asdict(settings), "threads": threads, "motion_filter": args.motion_filter == "on" or (args.motion_filter == "auto" and meta.get("objaverse", False))}, record))
 
+    running: set = set()
     with ThreadPoolExecutor(args.workers) as pool, tqdm(total=len(jobs), desc="render assets", unit="asset") as bar:
-        futures = {pool.submit(run_worker, job): (job, record, time.time()) for job, record in jobs}
-        for future in as_completed(futures):
-            job, record, start = futures[future]
-            result = future.result()
-            status = "error" if "error" in result else ("done" if result["samples"] else "empty")
-            manifest["assets"][job["asset_id"]] = {**record, **result, "status": status, "seconds": round(time.time() - start, 2)}
-            if status != "done":
-                tqdm.write(f"{job['asset_id']}: {status}: {result.get('error') or result.get('dropped')}")
-            write_json_atomic(manifest_path, manifest)  # after every asset, so a killed build keeps its record
-            bar.update()
+        futures = {pool.submit(run_worker, job, running): (job, record, time.time()) for job, record in jobs}
+        try:
+            finish_jobs(futures, manifest, manifest_path, bar)
+        except BaseException:  # Ctrl-C, SIGTERM: the shards written so far and the manifest stay
+            stop_workers(pool, running)
+            raise
     write_json_atomic(manifest_path, manifest)
     return manifest
+
+
+def finish_jobs(futures: dict, manifest: dict, manifest_path: Path, bar: tqdm) -> None:
+    """Record each worker's result in the manifest as it finishes, saving the manifest after every asset."""
+    for future in as_completed(futures):
+        job, record, start = futures[future]
+        result = future.result()
+        status = "error" if "error" in result else ("done" if result["samples"] else "empty")
+        manifest["assets"][job["asset_id"]] = {**record, **result, "status": status, "seconds": round(time.time() - start, 2)}
+        if status != "done":
+            tqdm.write(f"{job['asset_id']}: {status}: {result.get('error') or result.get('dropped')}")
+        write_json_atomic(manifest_path, manifest)  # after every asset, so a killed build keeps its record
+        bar.update()
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     """The build's command line; exits with a message on impossible values."""
     p = argparse.ArgumentParser(prog="python -m data.build", description=__doc__.split("\n\n")[0])
     p.add_argument("--gltf-dir", type=Path, action="append", default=[], help="a folder of .glb/.gltf files (repeatable)")
-    p.add_argument("--procedural", type=int, default=0, help="number of procedural assets to generate")
+    p.add_argument("--procedural", type=non_negative_int, default=0, help="number of procedural assets to generate")
     p.add_argument("--objaverse-ids", type=Path, help="a file written by `python -m data.objaverse select`")
     p.add_argument("--out", type=Path, required=True, help="output folder: train/, val/, manifest.json")
-    p.add_argument("--views", type=int, default=4, help="orbit ring views")
-    p.add_argument("--extra-views", type=int, default=4, help="random supervision views for the reconstruction head")
-    p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--size", type=int, default=64, help="image side in pixels")
-    p.add_argument("--fov", type=float, default=40.0)
-    p.add_argument("--elevation", type=float, default=None, help="fixed ring elevation in degrees (default: random in [-5, 30])")
-    p.add_argument("--orbits", type=int, default=1, help="orbits (camera rings) rendered per clip")
-    p.add_argument("--samples", type=int, default=8, help="Cycles samples per pixel")
+    p.add_argument("--views", type=positive_int, default=4, help="orbit ring views")
+    p.add_argument("--extra-views", type=non_negative_int, default=4, help="random supervision views for the reconstruction head")
+    p.add_argument("--frames", type=positive_int, default=8)
+    p.add_argument("--size", type=positive_int, default=64, help="image side in pixels")
+    p.add_argument("--fov", type=finite_float, default=40.0)
+    p.add_argument("--elevation", type=finite_float, default=None, help="fixed ring elevation in degrees (default: random in [-5, 30])")
+    p.add_argument("--orbits", type=positive_int, default=1, help="orbits (camera rings) rendered per clip")
+    p.add_argument("--samples", type=positive_int, default=8, help="Cycles samples per pixel")
     p.add_argument("--lighting", choices=["studio", "random"], default="random")
-    p.add_argument("--max-seconds", type=float, default=4.0, help="clips are cut to their first N seconds")
+    p.add_argument("--max-seconds", type=finite_float, default=4.0, help="clips are cut to their first N seconds")
     p.add_argument("--depth", action=argparse.BooleanOptionalAction, default=True,
                    help="also render Blender's Z pass and store it as depth.png beside each sample's RGBA grid")
-    p.add_argument("--max-clips", type=int, default=0, help="at most N clips per asset (0: all)")
+    p.add_argument("--max-clips", type=non_negative_int, default=0, help="at most N clips per asset (0: all)")
     p.add_argument("--motion-filter", choices=["auto", "on", "off"], default="auto",
                    help="drop clips whose front view is static or broken (SSIM between frames, as Diffusion4D); "
                         "auto: only for Objaverse, whose assets nobody curated")
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--val-fraction", type=fraction, default=0.2)
     p.add_argument("--val-assets", type=lambda s: s.split(","), default=[], help="comma-separated asset ids forced into val")
-    p.add_argument("--workers", type=int, default=2, help="parallel Blender processes")
-    p.add_argument("--seed", type=int, default=0, help="procedural data set seed")
+    p.add_argument("--workers", type=positive_int, default=2, help="parallel Blender processes")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="procedural data set seed")
     args = p.parse_args(argv)
-    if args.views < 1 or args.frames < 1 or args.size < 8 or args.workers < 1:
-        p.error("--views, --frames and --workers must be positive and --size at least 8")
-    if not 0.0 <= args.val_fraction < 1.0:
-        p.error("--val-fraction must be in [0, 1)")
+    if args.size < 8:
+        raise UsageError(f"--size {args.size}: at least 8 pixels")
+    if not 0 < args.fov < 180:
+        raise UsageError(f"--fov {args.fov}: must be in (0, 180) degrees")
+    if args.elevation is not None and not -90 < args.elevation < 90:
+        raise UsageError(f"--elevation {args.elevation}: must be in (-90, 90) degrees")
+    if args.max_seconds <= 0:
+        raise UsageError(f"--max-seconds {args.max_seconds}: must be above 0")
+    for folder in args.gltf_dir:
+        if not folder.is_dir():
+            raise UsageError(f"--gltf-dir {folder}: no such folder")
+    if args.objaverse_ids is not None and not args.objaverse_ids.is_file():
+        raise UsageError(f"--objaverse-ids {args.objaverse_ids}: no such file (write it with `python -m data.objaverse select`)")
+    if not (args.gltf_dir or args.procedural or args.objaverse_ids):
+        raise UsageError("nothing to build: give --gltf-dir, --procedural N or --objaverse-ids FILE")
+    check_output(args.out)
     return args
 
 
+@entry_point
 def main(argv=None) -> None:
+    """`python -m data.build [sources] --out DIR [settings]`: render what is not written yet, print the counts."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "worker":  # internal: python -m data.build worker JOB.json RESULT.json
         result = render_asset(json.loads(Path(argv[1]).read_text()))
@@ -269,7 +310,7 @@ def main(argv=None) -> None:
     try:
         manifest = build(parse_args(argv))
     except (AssetError, ObjaverseUnreachable) as err:
-        raise SystemExit(f"error: {err}") from None
+        raise Failure(str(err)) from None
     counts = {}
     for record in manifest["assets"].values():
         key = f"{record.get('split')}/{record['status']}"

@@ -39,6 +39,7 @@ import torch
 
 from data.atomic import atomic_path
 from data.images import composite
+from data.cli import entry_point, non_negative_int, positive_int
 
 # Objaverse's `license` values are Sketchfab slugs. The default keeps the licences that allow
 # commercial use and derivatives without passing terms on: CC0 and CC-BY (credit the author).
@@ -390,19 +391,20 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m data.objaverse", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sel = sub.add_parser("select", help="pick animated objects from the annotations and write them as JSON")
-    sel.add_argument("--count", type=int, default=None, help="how many to keep (default: all that pass)")
+    sel.add_argument("--count", type=positive_int, default=None, help="how many to keep (default: all that pass)")
     sel.add_argument("--out", type=Path, required=True)
     sel.add_argument("--annotations", type=Path, default=None, help="local JSON(.gz) of uid -> annotation instead of the objaverse package")
     sel.add_argument("--licenses", default=",".join(DEFAULT_LICENSES), help="comma-separated Sketchfab licence slugs")
-    sel.add_argument("--max-faces", type=int, default=MAX_FACES)
-    sel.add_argument("--seed", type=int, default=0)
+    sel.add_argument("--max-faces", type=positive_int, default=MAX_FACES)
+    sel.add_argument("--seed", type=non_negative_int, default=0)
     dl = sub.add_parser("download", help="download the objects listed by `select` as DIR/{uid}.glb")
     dl.add_argument("ids", type=Path, help="the JSON file that `select` wrote")
     dl.add_argument("--out", type=Path, required=True)
-    dl.add_argument("--processes", type=int, default=1)
+    dl.add_argument("--processes", type=positive_int, default=1)
     return parser
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     """The CLI; returns the exit status (2 when Objaverse cannot be reached)."""
     args = _parser().parse_args(argv)

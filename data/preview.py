@@ -13,8 +13,9 @@ import webdataset as wds
 from PIL import Image, ImageDraw
 
 from data.atomic import atomic_path
+from data.cli import Failure, check_output, entry_point, positive_int
 from data.shards import decode_sample, images_to_grid
-from data.stream import resolve_shards
+from data.stream import SKIPPED, resolve_shards
 
 LABEL_HEIGHT = 14
 GAP = 6
@@ -47,12 +48,13 @@ def sample_tile(sample: dict) -> Image.Image:
 def contact_sheet(shards, max_samples: int = 12, columns: int = 2) -> Image.Image:
     """Tiles of the first `max_samples` samples of `shards`, laid out in `columns` columns."""
     tiles = []
-    for raw in wds.WebDataset(resolve_shards(shards), shardshuffle=False, empty_check=False):
+    # Unreadable shards and samples are skipped with a warning (as in training), so a sheet of nothing is an error.
+    for raw in wds.WebDataset(resolve_shards(shards), shardshuffle=False, empty_check=False, handler=SKIPPED):
         tiles.append(sample_tile(decode_sample(raw)))
         if len(tiles) == max_samples:
             break
     if not tiles:
-        raise ValueError(f"no samples in {shards!r}")
+        raise ValueError(f"no readable samples in {', '.join(map(str, shards))}")
     tile_w, tile_h = max(t.width for t in tiles), max(t.height for t in tiles)
     rows = -(-len(tiles) // columns)
     sheet = Image.new("RGB", (columns * (tile_w + GAP) - GAP, rows * (tile_h + GAP) - GAP), "white")
@@ -61,17 +63,20 @@ def contact_sheet(shards, max_samples: int = 12, columns: int = 2) -> Image.Imag
     return sheet
 
 
+@entry_point
 def main(argv=None) -> None:
+    """`python -m data.preview SHARDS... --out FILE.png`: write the contact sheet (replaced only when complete)."""
     p = argparse.ArgumentParser(prog="python -m data.preview", description=__doc__.split("\n\n")[0])
     p.add_argument("shards", nargs="+", help="shard folder(s), brace pattern(s) or .tar files")
     p.add_argument("--out", type=Path, required=True, help="PNG file to write")
-    p.add_argument("--max-samples", type=int, default=12)
-    p.add_argument("--columns", type=int, default=2)
+    p.add_argument("--max-samples", type=positive_int, default=12)
+    p.add_argument("--columns", type=positive_int, default=2)
     args = p.parse_args(argv)
+    check_output(args.out, folder=False)
     try:
         sheet = contact_sheet(args.shards, args.max_samples, args.columns)
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
+    except ValueError as err:  # no shards, no samples in them
+        raise Failure(str(err)) from None
     with atomic_path(args.out) as tmp:
         sheet.save(tmp, format="PNG")
     print(f"wrote {args.out} ({sheet.width}x{sheet.height}, {args.max_samples} samples at most)")

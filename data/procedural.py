@@ -34,6 +34,7 @@ import numpy as np
 import pygltflib
 
 from data.atomic import atomic_path
+from data.cli import check_output, entry_point, non_negative_int
 
 FPS = 24  # keys per second: Blender's importer maps glTF seconds onto frames at the scene's 24 fps
 GENERATOR = "zoetrope4d.procedural"
@@ -806,15 +807,15 @@ def write_assets(n: int, out_dir, seed: int = 0) -> list[Path]:
     return paths
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> None:
     """CLI: write procedural assets and print one line per file with its caption."""
-    parser = argparse.ArgumentParser(description="Write procedural animated glTF assets (.glb).")
-    parser.add_argument("--count", type=int, default=12, help="number of assets; the families take turns")
+    parser = argparse.ArgumentParser(prog="python -m data.procedural", description="Write procedural animated glTF assets (.glb).")
+    parser.add_argument("--count", type=non_negative_int, default=12, help="number of assets; the families take turns")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--seed", type=int, default=0, help="data set seed")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="data set seed")
     args = parser.parse_args(argv)
-    if args.count < 0:
-        parser.error(f"--count must be >= 0, got {args.count}")
+    check_output(args.out)
     for path in write_assets(args.count, args.out, args.seed):
         print(f"{path}\t{pygltflib.GLTF2.load(path).asset.extras['caption']}")  # read back, as the ingestion does
 
