@@ -8,7 +8,9 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -86,13 +88,27 @@ def replace_folder(tmp: Path, out: Path) -> None:
     """Move the finished folder `tmp` to `out`. An older `out` is set aside first and removed only once the new one
     is in place; if the move fails, the older one is put back."""
     old = out.with_name(f".{out.name}.old-{os.getpid()}") if out.exists() else None
-    if old is not None:
-        out.rename(old)
-    try:
-        tmp.rename(out)
-    except OSError:
+    with signals_deferred():  # Ctrl-C or SIGTERM between the two renames would leave no folder under `out`
         if old is not None:
-            old.rename(out)
-        raise
+            out.rename(old)
+        try:
+            tmp.rename(out)
+        except OSError:
+            if old is not None:
+                old.rename(out)
+            raise
     if old is not None:
         shutil.rmtree(old)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends (main thread; elsewhere signals go to the main thread anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
