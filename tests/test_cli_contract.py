@@ -223,15 +223,12 @@ def test_at_least_40_cases_over_every_entry_point():
     assert len(CASES) >= 40 and {command for _, command, *_ in CASES} == set(MAINS)
 
 
-SUBPROCESS_CASES = ["infer-frames-5000", "infer-device-cuda", "infer-model-truncated", "build-procedural-negative",
-                    "train-data-missing", "compare-no-manifest", "preview-unreadable-shard"]
+SUBPROCESS_CASES = ["infer-frames-5000", "build-procedural-negative", "train-data-missing", "compare-no-manifest"]
 
 
 def test_commands_keep_the_contract_as_a_shell_runs_them(place):
     """A representative subset as real processes (in parallel): what a shell user sees, exit codes included."""
     cases = [c for c in CASES if c[0] in SUBPROCESS_CASES]
-    if torch.cuda.is_available():
-        cases = [c for c in cases if not c[0].endswith("device-cuda")]
     before = snapshot(place)
 
     def run(case):
@@ -298,3 +295,9 @@ def test_a_bug_prints_the_traceback_and_says_it_is_a_bug(capsys):
     err = capsys.readouterr().err
     assert exit.value.code == 1 and "Traceback" in err and "KeyError" in err
     assert err.strip().splitlines()[-1].startswith("this is a bug in zoetrope4d") and "error:" not in err
+
+
+def test_val_fraction_1_holds_every_asset_out():
+    args = build.parse_args(["--procedural", "3", "--out", "shards/x", "--val-fraction", "1.0"])
+    assert args.val_fraction == 1.0 and {build.split_of(f"asset-{i}", 1.0) for i in range(200)} == {"val"}
+    assert {build.split_of(f"asset-{i}", 0.0) for i in range(200)} == {"train"}

@@ -70,6 +70,22 @@ def test_sigterm_during_compare_removes_its_temporary_folder(tiny_model, tmp_pat
     assert code == 143 and hidden(out.parent) == [] and files(out) == {"compare.md": b"earlier results"}
 
 
+@pytest.mark.slow
+def test_sigterm_during_training_leaves_only_complete_checkpoints(tmp_path):
+    data = write_synthetic_set(tmp_path / "data")
+    out = tmp_path / "run"
+    proc = start("train.py", "diffusion", "--data", data / "val", "--out", out, "--steps", "500", "--save-every", "1",
+                 "--keep-last", "2", "--num-workers", "0", "--log-every", "100", "--sample-every", "100")
+    deadline = time.monotonic() + 300
+    while not (out / "checkpoints" / "step-0000003").exists():  # a checkpoint every step: the signal lands in a write
+        assert proc.poll() is None and time.monotonic() < deadline, "training ended before it could be stopped"
+        time.sleep(0.05)
+    code, err = kill_at(proc, 0.3, signal.SIGTERM)
+    assert_terminated(code, err)
+    assert code == 143 and not list((out / "checkpoints").glob(".*"))  # no half checkpoint left
+    assert all((c / "train_state.json").is_file() and (c / "ema.safetensors").is_file() for c in (out / "checkpoints").iterdir())
+
+
 def complete_output(out: Path) -> bool:
     """Whether `out` is a complete infer.py output: meta.json and every file it implies."""
     meta = json.loads((out / "meta.json").read_text())
