@@ -1,4 +1,5 @@
-"""How every entry point (infer.py, train.py, benchmark.py, data.build, data.preview, data.objaverse) ends.
+"""How every entry point (infer.py, train.py, benchmark.py, data.build, data.preview, data.procedural,
+data.objaverse) ends: decorate its `main(argv=None)` with `entry_point`.
 
     bad arguments          one line `error: ...` on stderr, exit 2 (argparse's own errors keep its usage line)
     a failure              one line `error: ...`, exit 1 (missing data, a model folder that does not load, a full disk)
@@ -7,6 +8,7 @@
 
 `UsageError` and `Failure` are SystemExit subclasses carrying their exit code, so code that calls `main(argv)`
 directly (tests) sees the same exception and message a shell user sees, and `except Exception` never swallows them.
+A plain `SystemExit("message")` raised deeper in the package is reported as a Failure.
 Argument types for argparse (`positive_int`, `finite_float`, ...) and the output-path check live here too.
 """
 from __future__ import annotations
@@ -21,7 +23,6 @@ import sys
 import traceback
 from pathlib import Path
 
-REPORT_BUGS = "https://github.com/zoetrope4d/zoetrope4d/issues"
 # OS errors that come from the machine, not from the code: reported in one line, never as a bug.
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOMEM}
 
@@ -50,10 +51,12 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
-def say(message: str) -> None:
-    """Print `error: MESSAGE` as exactly one line on stderr."""
+def say(message: str, new_line: bool = False) -> None:
+    """Print `error: MESSAGE` as exactly one line on stderr (after a line break with new_line: an interrupt may come
+    while a progress bar holds the line, or after the terminal's ^C)."""
     line = " ".join(str(message).split()).encode(errors="backslashreplace").decode()  # non-UTF-8 path bytes as \xNN
-    print(line if line.startswith("error:") else f"error: {line}", file=sys.stderr, flush=True)
+    line = line if line.startswith("error:") else f"error: {line}"
+    print("\n" * new_line + line, file=sys.stderr, flush=True)
 
 
 def entry_point(main):
@@ -71,10 +74,10 @@ def entry_point(main):
                 raise exit if isinstance(exit, (UsageError, Failure)) else Failure(str(exit)) from None
             raise
         except KeyboardInterrupt:
-            say("interrupted (Ctrl-C); temporary files removed, earlier output untouched")
+            say("interrupted (Ctrl-C); temporary files removed, earlier output untouched", new_line=True)
             raise SystemExit(130) from None
         except Terminated:
-            say("terminated (SIGTERM); temporary files removed, earlier output untouched")
+            say("terminated (SIGTERM); temporary files removed, earlier output untouched", new_line=True)
             raise SystemExit(143) from None
         except OSError as err:
             if err.errno not in ENVIRONMENT_ERRNOS:
@@ -92,8 +95,8 @@ def entry_point(main):
 def bug() -> None:
     """Print the traceback of the exception being handled and say it is a bug; exit 1."""
     traceback.print_exc()
-    print(f"this is a bug in zoetrope4d, not a problem with your input: please report it with the traceback above "
-          f"at {REPORT_BUGS}", file=sys.stderr, flush=True)
+    print("this is a bug in zoetrope4d, not a problem with your input: please report it as an issue of the project, "
+          "with the command you ran and the traceback above", file=sys.stderr, flush=True)
     raise SystemExit(1) from None
 
 
