@@ -82,7 +82,7 @@ def entry_point(main):
         except OSError as err:
             if err.errno not in ENVIRONMENT_ERRNOS:
                 bug()
-            say(f"{err.strerror}: {err.filename}" if err.filename else str(err))
+            say(f"{err.strerror}: {err.filename}" if err.filename else err.strerror or str(err))
             raise SystemExit(1) from None
         except Exception:
             bug()

@@ -266,6 +266,22 @@ def test_a_full_disk_is_one_error_line_and_the_earlier_output_stays(place, capsy
     assert_contract(exit.value.code, capsys.readouterr().err, 1, "No space left on device", before, place)
 
 
+def test_a_full_tmpfs_is_one_error_line_and_leaves_nothing(place, capsys):
+    """A real full disk: a 64 kB tmpfs (where this process may mount one), too small for the outputs."""
+    disk = place.work / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here; test_a_full_disk_is_one_error_line_and_the_earlier_output_stays simulates one")
+    try:
+        before = snapshot(place)
+        with pytest.raises(SystemExit) as exit:
+            infer.main([str(a) for a in infer_args(place)] + ["--out", str(disk / "out")])
+        assert_contract(exit.value.code, capsys.readouterr().err, 1, "No space left on device", before, place)
+    finally:
+        subprocess.run(["umount", str(disk)])
+
+
 def test_a_read_only_output_parent_is_refused_before_any_work(place, capsys):
     """A read-only file system (a read-only tmpfs where this may mount one; else a folder without write permission)."""
     parent = place.work / "read-only"
