@@ -223,8 +223,8 @@ def shard_keys(urls: list[str]) -> set[str]:
         try:
             with tarfile.open(url) as tar:
                 keys |= {name.split(".", 1)[0] for name in tar.getnames()}
-        except (tarfile.TarError, OSError) as err:
-            raise ValueError(f"shard {url} is not a readable tar file ({err.args[0] if err.args else err})") from None
+        except (tarfile.TarError, OSError):
+            raise ValueError(f"shard {url} is not a readable tar file (cut short or not a shard)") from None
     return keys
 
 

@@ -54,7 +54,11 @@ def _raise_terminated(signum, frame):
 def say(message: str, new_line: bool = False) -> None:
     """Print `error: MESSAGE` as exactly one line on stderr (after a line break with new_line: an interrupt may come
     while a progress bar holds the line, or after the terminal's ^C)."""
-    line = " ".join(str(message).split()).encode(errors="backslashreplace").decode()  # non-UTF-8 path bytes as \xNN
+    line = " ".join(str(message).split())
+    try:  # non-UTF-8 bytes of a path (decoded by Python as surrogates) printed as the \xNN the user typed
+        line = line.encode(errors="surrogateescape").decode(errors="backslashreplace")
+    except UnicodeEncodeError:  # surrogates that were never bytes
+        line = line.encode(errors="backslashreplace").decode()
     line = line if line.startswith("error:") else f"error: {line}"
     print("\n" * new_line + line, file=sys.stderr, flush=True)
 
@@ -65,7 +69,8 @@ def entry_point(main):
     @functools.wraps(main)
     def run(*args, **kwargs):
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
-        sys.stdout.reconfigure(errors="backslashreplace")  # paths with non-UTF-8 bytes print instead of crashing
+        if hasattr(sys.stdout, "reconfigure"):  # a text stream of the OS (not a StringIO of a caller)
+            sys.stdout.reconfigure(errors="backslashreplace")  # paths with non-UTF-8 bytes print instead of crashing
         try:
             return main(*args, **kwargs)
         except SystemExit as exit:
