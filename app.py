@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 import infer
+from data.cli import Failure, entry_point, non_negative_int
 
 VIEWER_HEIGHT = 480  # pixels of the embedded viewer
 
@@ -33,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out-root", type=Path, default=Path("outputs/app"), help="one folder per generation is written here")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: the whole network)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=non_negative_int, default=7860)
     return p.parse_args(argv)
 
 
@@ -120,6 +121,7 @@ def build_app(generator: Generator):
     return app
 
 
+@entry_point
 def main(argv=None) -> None:
     """`python app.py [--model DIR] [--port N]`: load the model once, then serve the app until Ctrl+C."""
     args = parse_args(argv)
@@ -128,7 +130,7 @@ def main(argv=None) -> None:
     try:
         generator = Generator(args.model, args.device, args.out_root)
     except (infer.InferError, OSError) as err:
-        raise SystemExit(f"error: {err}") from None
+        raise Failure(str(err)) from None
     import gradio as gr
 
     app = build_app(generator)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import http.server
-import sys
 import webbrowser
 from pathlib import Path
 
+from data.cli import Failure, UsageError, entry_point, non_negative_int
 from viewer.page import NotAnOutputFolder, ViewerError, page_for_folder
 
 
@@ -24,7 +24,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python view.py", description=__doc__.split("\n\n")[0])
     p.add_argument("folder", type=Path, help="an infer.py output folder (meta.json, ply/)")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
+    p.add_argument("--port", type=non_negative_int, default=8000, help="port (0: any free one)")
     p.add_argument("--no-browser", dest="browser", action="store_false", help="only print the address")
     return p.parse_args(argv)
 
@@ -50,16 +50,16 @@ def make_server(page: str, host: str, port: int) -> http.server.ThreadingHTTPSer
     return http.server.ThreadingHTTPServer((host, port), Handler)
 
 
+@entry_point
 def main(argv=None) -> None:
     """`python view.py OUTPUT_DIR`: serve the folder's viewer until Ctrl+C."""
     args = parse_args(argv)
     try:
         page = page_for_folder(args.folder)
     except NotAnOutputFolder as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise UsageError(str(err)) from None
     except ViewerError as err:
-        raise SystemExit(f"error: {err}") from None
+        raise Failure(str(err)) from None
     server = make_server(page, args.host, args.port)
     url = f"http://{args.host}:{server.server_address[1]}/"
     print(f"viewer of {args.folder} at {url} (Ctrl+C stops)", flush=True)

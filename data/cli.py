@@ -1,4 +1,4 @@
-"""How every entry point (infer.py, train.py, benchmark.py, data.build, data.preview, data.procedural,
+"""How every entry point (infer.py, train.py, benchmark.py, app.py, view.py, data.build, data.preview, data.procedural,
 data.objaverse) ends: decorate its `main(argv=None)` with `entry_point`.
 
     bad arguments          one line `error: ...` on stderr, exit 2 (argparse's own errors keep its usage line)

@@ -19,16 +19,19 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import app
 import benchmark
 import infer
 import train
+import view
 from data import build, objaverse, preview, procedural
 from data.cli import entry_point
 from test_benchmark import write_synthetic_set
 
 ROOT = Path(__file__).resolve().parents[1]
 MAINS = {"infer": infer.main, "benchmark": benchmark.main, "train": train.main, "build": build.main,
-         "preview": preview.main, "procedural": procedural.main, "objaverse": objaverse.main}
+         "preview": preview.main, "procedural": procedural.main, "objaverse": objaverse.main, "app": app.main,
+         "view": view.main}
 COMMANDS = {"infer": ["infer.py"], "benchmark": ["benchmark.py"], "train": ["train.py"], "build": ["-m", "data.build"],
             "preview": ["-m", "data.preview"]}
 NON_UTF8 = os.fsdecode(b"caf\xe9-\xff")  # bytes no UTF-8 decoder accepts, as a shell would pass them
@@ -191,6 +194,10 @@ CASES = [
     ("preview-max-samples-0", "preview", lambda p: [p.data / "val", "--out", p.work / "sheet.png", "--max-samples", "0"], 2, "must be at least 1"),
     ("preview-out-is-a-folder", "preview", lambda p: [p.data / "val", "--out", p.out], 2, "is a folder"),
     ("procedural-count-negative", "procedural", lambda p: ["--count", "-1", "--out", p.out], 2, "--count: must be 0 or more"),
+    ("app-port-negative", "app", lambda p: ["--port", "-1", "--model", p.model], 2, "--port: must be 0 or more"),
+    ("app-model-truncated", "app", lambda p: ["--model", p.truncated, "--out-root", p.out], 1, "cannot be read"),
+    ("view-not-an-output-folder", "view", lambda p: [p.out, "--no-browser"], 2, "is not an infer.py output folder"),
+    ("view-port-not-a-number", "view", lambda p: [p.out, "--port", "http"], 2, "--port: not an integer"),
     ("objaverse-count-0", "objaverse", lambda p: ["select", "--count", "0", "--out", p.work / "ids.json"], 2, "--count: must be at least 1"),
 ]
 
