@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Equal-budget ablation of the diffusion model's design options (issue 14): the shipped model continued for STEPS
+# steps on the same shards, seed and schedule, once per arm: plain, and with each option. All arms run at once on one
+# thread each, so they share the CPU equally. Each arm's model lands in runs/abl-ARM/model; score it with
+#   benchmark.py eval --model DIR --data shards/v1/val --clips-per-asset 1
+# where DIR holds diffusion/ (that model) and recon/ (the shipped head).
+#   ARMS="base camera" STEPS=100 BATCH=2 benchmarks/ablate_diffusion.sh     # what the model card reports
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STEPS=${STEPS:-100}
+common=(--preset cpu-small --data "${DATA:-shards/v1/train}" --init-from pretrained/zoetrope4d-cpu-small/diffusion
+        --prediction sample --steps "$STEPS" --batch-size "${BATCH:-2}" --lr 2e-4 --warmup 20 --save-every "$STEPS"
+        --val-every 100000 --sample-every 100000 --log-every 10 --num-workers 0 --seed 0)
+declare -A flags=([base]="" [camera]="--camera-conditioning" [motion]="--motion-conditioning" [refiner]="--output-refiner")
+mkdir -p runs
+for arm in ${ARMS:-base camera motion refiner}; do
+  OMP_NUM_THREADS=1 python train.py diffusion "${common[@]}" ${flags[$arm]} --out "runs/abl-$arm" > "runs/abl-$arm.log" 2>&1 &
+done
+wait
