@@ -273,6 +273,14 @@ def test_a_full_disk_is_one_error_line_and_the_earlier_output_stays(place, capsy
     assert_contract(exit.value.code, capsys.readouterr().err, 1, "No space left on device", before, place)
 
 
+def infer_keeps_the_contract(place, capsys, out, code: int, text: str) -> None:
+    """infer.py writing into `out` exits with `code` and one error line holding `text`, and changes nothing."""
+    before = snapshot(place)
+    with pytest.raises(SystemExit) as exit:
+        infer.main([str(a) for a in infer_args(place)] + ["--out", str(out)])
+    assert_contract(exit.value.code, capsys.readouterr().err, code, text, before, place)
+
+
 def test_a_full_tmpfs_is_one_error_line_and_leaves_nothing(place, capsys):
     """A real full disk: a 64 kB tmpfs (where this process may mount one), too small for the outputs."""
     disk = place.work / "disk"
@@ -281,10 +289,7 @@ def test_a_full_tmpfs_is_one_error_line_and_leaves_nothing(place, capsys):
                                            capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here; test_a_full_disk_is_one_error_line_and_the_earlier_output_stays simulates one")
     try:
-        before = snapshot(place)
-        with pytest.raises(SystemExit) as exit:
-            infer.main([str(a) for a in infer_args(place)] + ["--out", str(disk / "out")])
-        assert_contract(exit.value.code, capsys.readouterr().err, 1, "No space left on device", before, place)
+        infer_keeps_the_contract(place, capsys, disk / "out", 1, "No space left on device")
     finally:
         subprocess.run(["umount", str(disk)])
 
@@ -300,10 +305,7 @@ def test_a_read_only_output_parent_is_refused_before_any_work(place, capsys):
             pytest.skip("root ignores permissions and no read-only file system could be mounted here")
         parent.chmod(0o555)
     try:
-        before = snapshot(place)
-        with pytest.raises(SystemExit) as exit:
-            infer.main([str(a) for a in infer_args(place)] + ["--out", str(parent / "out")])
-        assert_contract(exit.value.code, capsys.readouterr().err, 2, "cannot write into", before, place)
+        infer_keeps_the_contract(place, capsys, parent / "out", 2, "cannot write into")
     finally:
         subprocess.run(["umount", str(parent)]) if mounted else parent.chmod(0o755)
 
