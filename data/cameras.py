@@ -1,6 +1,6 @@
 """Cameras and conventions: the one home of every camera formula in the package.
 
-Conventions (see DESIGN.md):
+Conventions (see docs/DESIGN.md):
   * World: right-handed, +Y up (glTF). An object's front faces +Z.
   * Camera-to-world matrices `c2w` [..., 4, 4] in OpenCV axes: x right, y down, z forward.
   * Intrinsics `K` [..., 3, 3] normalised by image size: fx/W, fy/H, cx/W, cy/H, so they
@@ -53,7 +53,7 @@ def orbit_positions(elevations: torch.Tensor, azimuths: torch.Tensor, radius: fl
 def orbit_c2w(elevations: torch.Tensor, azimuths: torch.Tensor, radius: float, num_frames: int = 1) -> torch.Tensor:
     """Cameras on an orbit looking at the origin, repeated over frames: c2w [V, F, 4, 4].
 
-    elevations, azimuths: [V] degrees. Stored per frame (DESIGN.md) so that moving cameras fit the same layout.
+    elevations, azimuths: [V] degrees. Stored per frame (docs/DESIGN.md) so that moving cameras fit the same layout.
     """
     if elevations.shape != azimuths.shape or elevations.ndim != 1:
         raise ValueError(f"orbit_c2w: elevations {tuple(elevations.shape)} and azimuths {tuple(azimuths.shape)} must both be [V]")

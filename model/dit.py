@@ -1,6 +1,6 @@
 """MultiViewVideoDiT: a diffusion transformer that denoises a grid of V views x F frames of one object jointly.
 
-Design decisions (DESIGN.md's picture, with the choices made here):
+Design decisions (docs/DESIGN.md has the whole picture; the choices made here):
   * Pixel space, no VAE: no pretrained image VAE can be loaded offline, and at the CPU preset's 64x64 a patch of
     8x8 RGB pixels (192 values) is no wider than the transformer, so patches are embedded and predicted directly;
     trained models predict the clean patch and return the velocity it implies (`prediction`, below).
