@@ -60,13 +60,16 @@ def render_at(gaussians, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, in
         return render_views(gaussians, c2w, K, *size, background=1.0).rgb.clamp(0, 1)
 
 
-def geometry_at(gaussians, c2w: torch.Tensor, K: torch.Tensor, sample: dict, views: slice) -> dict[str, float]:
-    """Ghosting and (where the shard has Blender's depth) the masked depth error of Gaussians [1, F, N] rendered at
-    cameras c2w [1, V, F, 4, 4], K [1, V, 3, 3] against the sample's `views` (evaluation.metrics.geometry_metrics)."""
+def held_out_scores(gaussians, c2w: torch.Tensor, K: torch.Tensor, sample: dict, views: slice) -> tuple[dict, torch.Tensor]:
+    """Gaussians [1, F, N] rendered once at cameras c2w [1, V, F, 4, 4], K [1, V, 3, 3] over white, scored against the
+    sample's `views`: PSNR/SSIM, ghosting and (where the shard has Blender's depth) the masked depth error
+    (evaluation.metrics.geometry_metrics). Returns (scores, the renders [1, V, F, 3, H, W])."""
     with torch.no_grad():
         rendered = render_views(gaussians, c2w, K, *sample["images"].shape[-2:], background=1.0)
+    colour = rendered.rgb.clamp(0, 1)  # [1, V, F, 3, H, W]
     depth = sample["depth"][:, views] if "depth" in sample else None
-    return geometry_metrics(rendered, sample["images"][:, views], depth)
+    truth = composite(sample["images"][:, views], 1.0)
+    return scores(colour, truth) | geometry_metrics(rendered, sample["images"][:, views], depth), colour
 
 
 def held_out_cameras(sample: dict, ring: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,16 +116,13 @@ def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int
 
     with torch.no_grad():
         recon = head(rgb[:, :ring], c2w[:, :ring], K[:, :ring])  # [1, F, N]
-    recon_views = render_at(recon, c2w[:, held_out], K[:, held_out], size)
-    metrics["recon"] = scores(recon_views, rgb[:, held_out]) | geometry_at(recon, c2w[:, held_out], K[:, held_out], sample, held_out)
+    metrics["recon"], recon_views = held_out_scores(recon, c2w[:, held_out], K[:, held_out], sample, held_out)
 
     caption, F, elevation = sample["caption"][0], rgb.shape[2], sample["meta"][0]["elevations"][0]
     video, video4d = feed_forward(pipeline, head, caption, {"video": rgb[0, 0]}, ring, F, size, elevation, steps, seed)
     video_cameras = held_out_cameras(sample, ring)  # camera-z depth is unchanged by the turn about +Y
-    video_views = render_at(video4d, *video_cameras, size)
-    metrics["video_to_4d"] = {**scores(video_views, rgb[:, held_out]),
-                              **geometry_at(video4d, *video_cameras, sample, held_out),
-                              **generated_measures(video.images[1:], truth_ring[1:], patch)}
+    video_scores, video_views = held_out_scores(video4d, *video_cameras, sample, held_out)
+    metrics["video_to_4d"] = video_scores | generated_measures(video.images[1:], truth_ring[1:], patch)
 
     azimuth = sample["meta"][0]["azimuths"][0]  # at the truth's ring cameras, so silhouettes can be compared
     text, text4d = feed_forward(pipeline, head, caption, {}, ring, F, size, elevation, steps, seed, azimuth)
