@@ -47,7 +47,7 @@ from evaluation.learned import DEFAULT_CLIP, load_learned_metrics
 from evaluation.metrics import (coverage, flicker, geometry_metrics, image_metrics, masked_consistency, measure,
                                 motion_ratio, patch_seam_ratio, scores, silhouette_iou)
 from model.pipeline import LOOP_OUTPUTS, SAMPLERS
-from recon.losses import composite
+from data.images import composite
 from recon.render import render_views
 
 

@@ -362,7 +362,7 @@ class ReconStage:
 
     def preview(self, model, batch: dict, path: Path) -> None:
         """Renders of the predicted Gaussians at every view of frame 0 (top) above the ground truth (bottom)."""
-        from recon.losses import composite
+        from data.images import composite
         from recon.render import render
 
         images, c2w, K = batch["images"][:1], batch["c2w"][:1], batch["K"][:1]  # [1, V, F, ...]

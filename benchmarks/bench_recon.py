@@ -24,7 +24,8 @@ from data.cameras import OBJECT_RADIUS, fit_distance, intrinsics_from_fov, orbit
 from data.stream import Subset, make_dataset
 from recon.gaussians import Gaussians
 from recon.head import HEAD_PRESETS, build_head
-from recon.losses import composite, psnr
+from data.images import composite
+from recon.losses import psnr
 from recon.overfit import fit_clip, view_psnr
 from recon.render import render
 from recon.synthetic import held_out_views, input_views, supervision_views, synthetic_clip

@@ -10,7 +10,8 @@ import torch
 from einops import rearrange
 
 from recon.head import GaussianHead4D
-from recon.losses import LossWeights, composite, psnr, recon_loss
+from data.images import composite
+from recon.losses import LossWeights, psnr, recon_loss
 from recon.render import render_views
 
 

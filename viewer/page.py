@@ -3,6 +3,7 @@ mouse orbit and zoom, in one file with no outside references (it must work from 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 from pathlib import Path
@@ -30,11 +31,18 @@ def build_page(splats: list[bytes], title: str, fps: float) -> str:
     note = "" if len(picks) == len(splats) else f"showing {len(picks)} of {len(splats)} frames"
     frames = {"fps": fps * len(picks) / len(splats), "note": note,
               "frames": [base64.b64encode(splats[i]).decode("ascii") for i in picks]}
-    page = (HERE / "template.html").read_text()
+    template, bundle = static_files()
+    page = template
     for key, value in {"title": html.escape(title), "count": str(len(picks)), "last": str(len(picks) - 1),
                        "frames": json.dumps(frames).replace("</", "<\\/")}.items():
         page = page.replace("{{" + key + "}}", value)
-    return page.replace("{{bundle}}", (HERE / "static" / "splats.min.js").read_text())  # last: the bundle is not searched
+    return page.replace("{{bundle}}", bundle)  # last: the bundle is not searched
+
+
+@functools.cache
+def static_files() -> tuple[str, str]:
+    """The page template and the ~1 MB splat-renderer bundle, read once per process (the app builds a page per run)."""
+    return (HERE / "template.html").read_text(), (HERE / "static" / "splats.min.js").read_text()
 
 
 def output_frames(folder: Path) -> tuple[dict, list[Path]]:
