@@ -95,12 +95,13 @@ def test_view_serves_an_output_folder(tmp_path):
 
 def test_view_rejects_bad_folders(tmp_path, capsys):
     (tmp_path / "plain").mkdir()
-    for folder in (tmp_path / "plain", tmp_path / "nowhere"):
+    (tmp_path / "notes.txt").write_text("not a folder")
+    for folder in (tmp_path / "plain", tmp_path / "nowhere", tmp_path / "notes.txt"):
         with pytest.raises(SystemExit) as exit:
             view.main([str(folder), "--no-browser"])
         assert exit.value.code == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and ("is not an infer.py output folder" in err or "does not exist" in err)
+        assert err.count("\n") == 1 and any(why in err for why in ("is not an infer.py output folder", "does not exist", "is a file, not an output folder"))
     folder = output_folder(tmp_path / "result")
     (folder / "ply" / "frame_001.ply").unlink()
     with pytest.raises(SystemExit, match=r"frame file .*frame_001.ply is missing") as exit:

@@ -52,7 +52,7 @@ def output_frames(folder: Path) -> tuple[dict, list[Path]]:
     meta.json is unreadable or a frame that it lists is missing."""
     meta_path, ply = folder / "meta.json", folder / "ply"
     if not folder.is_dir():
-        raise NotAnOutputFolder(f"{folder} does not exist")
+        raise NotAnOutputFolder(f"{folder} is a file, not an output folder" if folder.exists() else f"{folder} does not exist")
     if not meta_path.is_file() or not ply.is_dir():
         raise NotAnOutputFolder(f"{folder} is not an infer.py output folder (it needs meta.json and ply/)")
     try:
