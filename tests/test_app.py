@@ -97,7 +97,10 @@ def test_app_in_the_browser(browser, app_url, tmp_path):
     assert "animated.glb" in downloads and "-ply.zip" in downloads
     page.wait_for_function("document.querySelector('#viewer').contentWindow.zoetrope?.ready", timeout=60_000)
     canvas = canvas_pixels(page.frame_locator("#viewer").locator("#stage canvas"))
-    assert canvas.std() > 5 and (canvas.astype(int).sum(-1) < 3 * 230).mean() > 0.01  # splats drawn on the white page
+    drawn = (canvas.astype(int).sum(-1) < 3 * 230).mean()  # fraction of non-white pixels; 0 on an empty page
+    # The tiny untrained model's splats are a small cloud: 0.9-1.5% of the canvas on the machines tried, so this
+    # asks for a fifth of the least seen; a viewer that draws nothing scores exactly 0.
+    assert drawn > 0.002, f"the viewer drew {drawn:.2%} of its canvas"
     page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
     (result,) = [p for p in out.iterdir() if p.is_dir()]  # the one successful generation, complete
     assert {"meta.json", "viewer.html", "animated.glb", "multiview.mp4", "orbit.mp4", "ply"} <= {p.name for p in result.iterdir()}
