@@ -36,7 +36,7 @@ from einops import rearrange
 from torch import nn
 
 from data.cameras import plucker_rays
-from model.attention import Attention
+from layers.attention import Attention, grid_attention
 
 IN_CHANNELS = 3 + 3 + 1 + 6  # noisy RGB, conditioning RGB, conditioning mask, Pluecker ray
 POSITION_SPAN = 16.0  # image rows/columns and clip times both span 16 units of the sin-cos ladder, at any resolution
@@ -109,17 +109,14 @@ class MultiViewVideoBlock(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """x: [B, V, F, N, D]; c: [B, V or 1, F or 1, D] (per view and frame with camera conditioning);
         text: [B, L, D_text]; text_mask: bool [B, 1, 1, L]. Returns [B, V, F, N, D]."""
-        B, V, F, N, _ = x.shape
+        V, F = x.shape[1:3]
         mod = self.adaLN_modulation(c)[:, :, :, None]  # [B, V or 1, F or 1, 1, 6D]
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)  # [B, V or 1, F or 1, 1, D] each
-        h = rearrange(modulate(self.norm1(x), shift1, scale1), "b v f n d -> (b v f) n d")  # within each image
-        x = x + gate1 * rearrange(self.spatial_attn(h), "(b v f) n d -> b v f n d", b=B, v=V)  # [B, V, F, N, D]
+        x = x + gate1 * grid_attention(self.spatial_attn, modulate(self.norm1(x), shift1, scale1), "spatial")  # [B, V, F, N, D]
         if self.view_attn is not None:
-            h = rearrange(self.view_norm(x), "b v f n d -> (b f) (v n) d")  # all views of one frame
-            x = x + rearrange(self.view_attn(h), "(b f) (v n) d -> b v f n d", b=B, v=V)  # [B, V, F, N, D]
+            x = x + grid_attention(self.view_attn, self.view_norm(x), "view")  # [B, V, F, N, D]
         if self.frame_attn is not None:
-            h = rearrange(self.frame_norm(x), "b v f n d -> (b v n) f d")  # one token across the frames of its view
-            x = x + rearrange(self.frame_attn(h), "(b v n) f d -> b v f n d", b=B, v=V, n=N)  # [B, V, F, N, D]
+            x = x + grid_attention(self.frame_attn, self.frame_norm(x), "frame")  # [B, V, F, N, D]
         h = rearrange(self.text_norm(x), "b v f n d -> b (v f n) d")  # every token of the sample
         x = x + rearrange(self.text_attn(h, text, text_mask), "b (v f n) d -> b v f n d", v=V, f=F)  # [B, V, F, N, D]
         return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))  # [B, V, F, N, D]

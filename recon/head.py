@@ -21,6 +21,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 
 from data.cameras import pixel_rays, plucker_rays
+from layers.attention import Attention, grid_attention
 from recon.gaussians import MAX_SCALE, MIN_SCALE, Gaussians, means_on_rays
 from recon.render import render_views
 
@@ -54,45 +55,20 @@ def build_head(preset: str, **overrides) -> GaussianHead4D:
     return GaussianHead4D(**{**HEAD_PRESETS[preset], **overrides})
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Multi-head attention [B, heads, L, d] -> [B, heads, L, d]; the head's one attention call (PyTorch's SDPA picks the kernel)."""
-    return F.scaled_dot_product_attention(q, k, v)
-
-
-class SelfAttention(nn.Module):
-    """Multi-head self-attention over sequences [B, L, D]."""
-
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.out = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = rearrange(self.qkv(x), "b l (k h d) -> k b h l d", k=3, h=self.heads)  # [B, heads, L, d] each
-        return self.out(rearrange(attention(q, k, v), "b h l d -> b l (h d)"))  # [B, L, D]
-
-
 class Block4D(nn.Module):
-    """Spatial, cross-view and (optional) temporal attention, then an MLP; pre-norm residuals on [B, V, F, N, D]."""
-
-    # Sequence layouts: which tokens attend to each other.
-    LAYOUTS = {"spatial": "(b v f) n d", "view": "(b f) (v n) d", "temporal": "(b v n) f d"}
+    """Spatial, cross-view and (optional) cross-frame attention, then an MLP; pre-norm residuals on [B, V, F, N, D]."""
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float, temporal: bool):
         super().__init__()
-        names = ["spatial", "view"] + (["temporal"] if temporal else [])
-        self.attn = nn.ModuleDict({name: SelfAttention(dim, heads) for name in names})
-        self.norms = nn.ModuleDict({name: nn.LayerNorm(dim) for name in names + ["mlp"]})
+        layouts = ["spatial", "view"] + (["frame"] if temporal else [])  # names of layers.attention.GRID_LAYOUTS
+        self.attn = nn.ModuleDict({name: Attention(dim, heads, qk_norm=False) for name in layouts})
+        self.norms = nn.ModuleDict({name: nn.LayerNorm(dim) for name in layouts + ["mlp"]})
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, v, f, n, _ = x.shape  # [B, V, F, N, D]
-        for name, attn in self.attn.items():
-            layout = self.LAYOUTS[name]
-            seq = rearrange(self.norms[name](x), f"b v f n d -> {layout}")  # [batch, L, D]
-            x = x + rearrange(attn(seq), f"{layout} -> b v f n d", b=b, v=v, f=f, n=n)  # [B, V, F, N, D]
+        for layout, attn in self.attn.items():
+            x = x + grid_attention(attn, self.norms[layout](x), layout)  # [B, V, F, N, D]
         return x + self.mlp(self.norms["mlp"](x))  # [B, V, F, N, D]
 
 

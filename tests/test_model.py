@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from data.cameras import intrinsics_from_fov, orbit_c2w, ring_azimuths
-from model import attention as attention_module
-from model.attention import attention
+from layers import attention as attention_module
+from layers.attention import attention
 from model.dit import MultiViewVideoDiT
 
 TINY = dict(hidden_size=32, depth=2, num_heads=2, patch_size=4, text_dim=24)

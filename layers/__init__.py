@@ -1,0 +1,1 @@
+"""Layers shared by the diffusion transformer (model/) and the reconstruction head (recon/); imports nothing of ours."""
