@@ -11,12 +11,16 @@ Checkpoints (`save_state`: weights, optimiser, LR schedule, EMA, RNG) are writte
 renamed, the last `keep_last` kept; `--resume latest` continues exactly where the last one stopped.
 The EMA weights are exported with `save_pretrained` to OUT/model, the folder infer.py loads.
 """
+
+
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
@@ -29,17 +33,27 @@ from typing import Literal
 
 import numpy as np
 import torch
+import tyro
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
+from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from data.atomic import atomic_folder, replace_folder
 from data.cli import UsageError, check_output, entry_point
+from data.images import composite
 from data.preview import grid_image
 from data.stream import Subset, make_loader, resolve_shards
-from recon.losses import LossWeights
+from model.diffusion import Objective, diffusion_loss
+from model.pipeline import MultiViewVideoPipeline, PipelineDefaults
+from model.presets import build_dit, build_scheduler, get_preset
+from model.text import TextEncoder
+from recon.head import build_head
+from recon.losses import LossWeights, load_lpips, recon_loss
+from recon.render import render
+
 
 STAGES = ("diffusion", "recon")
 
@@ -94,97 +108,9 @@ TRAIN_PRESETS: dict[str, dict] = {
 }
 
 
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warm-up to 1, then cosine decay to `min_ratio` at `total` steps."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-STAGE_HELP = {
-    "diffusion": "the multiview-video diffusion transformer (flow matching); exports OUT/model, the diffusion/ folder infer.py loads",
-    "recon": "the feed-forward 4D Gaussian head; exports OUT/model, the recon/ folder infer.py loads",
-}
-POSITIVE = ("steps", "batch_size", "grad_accum", "save_every", "keep_last", "val_every", "sample_every", "log_every", "max_nonfinite")
-
-
-def top_parser() -> argparse.ArgumentParser:
-    """`python train.py --help`: the stages, and where each stage's options are listed."""
-    stages = "\n".join(f"  {name:<10} {text}" for name, text in STAGE_HELP.items())
-    return argparse.ArgumentParser(
-        prog="python train.py", usage="python train.py {diffusion,recon} [--preset NAME] [options]",
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"stages:\n{stages}\n\neach stage's options (with the preset's defaults): python train.py diffusion --help, "
-               f"python train.py recon --help\npresets: {', '.join(TRAIN_PRESETS)} (--preset NAME; default tiny)")
-
-
-def parse_args(argv: list[str]) -> tuple[str, TrainConfig]:
-    """`STAGE [--preset NAME] [options]` -> (stage, config with the preset's defaults under the options)."""
-    if not argv:
-        raise UsageError(f"give a stage: python train.py {{{','.join(STAGES)}}} [options] (python train.py --help)")
-    if argv[0] in ("-h", "--help"):
-        top_parser().print_help()
-        raise SystemExit(0)
-    if argv[0] not in STAGES:
-        raise UsageError(f"unknown stage {argv[0]!r}; choose one of {', '.join(STAGES)} (python train.py --help)")
-    stage, rest = argv[0], argv[1:]
-    # The preset picks the defaults the other options override, so it is read before the full parse
-    # (both `--preset NAME` and `--preset=NAME`).
-    first = argparse.ArgumentParser(add_help=False)
-    first.add_argument("--preset", default="tiny")
-    preset = first.parse_known_args(rest)[0].preset
-    if preset not in TRAIN_PRESETS:
-        raise UsageError(f"unknown preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
-    cfg = stage_options(stage, TrainConfig(preset=preset, **TRAIN_PRESETS[preset]), rest)
-    for name in POSITIVE:
-        if getattr(cfg, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
-    for name in ("lr", "min_lr_ratio", "weight_decay", "clip", "ema_decay"):
-        if not math.isfinite(getattr(cfg, name)) or getattr(cfg, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be a finite number of at least 0, got {getattr(cfg, name)}")
-    if min(cfg.views, cfg.extra_views, cfg.frames, cfg.warmup, cfg.num_workers, cfg.stop_at, cfg.seed) < 0:
-        raise UsageError("--views, --extra-views, --frames, --warmup, --num-workers, --stop-at and --seed must be 0 or more")
-    return stage, cfg
-
-
-def stage_options(stage: str, default: TrainConfig, rest: list[str]) -> TrainConfig:
-    """The stage's options parsed by tyro; its boxed error report becomes one UsageError line."""
-    import contextlib
-    import io
-
-    import tyro
-
-    report = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(report):
-            return tyro.cli(TrainConfig, default=default, args=rest, prog=f"python train.py {stage}")
-    except SystemExit as exit:
-        if not exit.code:
-            raise
-        lines = [line.strip("│|╭╮╰╯─-+ \t") for line in report.getvalue().splitlines()]
-        lines = [line for line in lines if line][1:]  # the first is the box's title, e.g. "Value error"
-        raise UsageError(f"{lines[0] if lines else 'bad options'} (python train.py {stage} --help)") from None
-
-
-def check_config(stage: str, cfg: TrainConfig) -> Path | None:
-    """UsageError for options that name nothing usable, before accelerate or a model starts; returns the checkpoint
-    --resume names (None without --resume)."""
-    for option, shards in (("--data", cfg.data), ("--val-data", cfg.val_data)):
-        try:
-            resolve_shards(shards) if shards else None
-        except ValueError as err:
-            raise UsageError(f"{option}: {err} (python -m data.build writes shards; see the README's Data section)") from None
-    check_output(Path(cfg.out))
-    if cfg.init_from and not Path(cfg.init_from).is_dir():
-        raise UsageError(f"--init-from {cfg.init_from}: no such folder (an exported model, e.g. runs/dit/model)")
-    resume_from = find_resume(cfg.resume, Path(cfg.out))
-    if resume_from is not None:
-        check_compatible(json.loads((resume_from / "train_state.json").read_text()), stage, cfg)
-    return resume_from
-
-
 # ----------------------------------------------------------------------------- checkpoints
+
+EMA_FILE = "ema.safetensors"  # the EMA weights in a checkpoint folder, beside accelerate's save_state
 
 
 def checkpoints(out: Path) -> list[Path]:
@@ -233,9 +159,6 @@ def find_resume(resume: str, out: Path) -> Path | None:
     if not (path / "train_state.json").is_file():
         raise UsageError(f"--resume {resume}: not a checkpoint folder (no train_state.json)")
     return path
-
-
-EMA_FILE = "ema.safetensors"
 
 
 def ema_tensors(ema: EMAModel, model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -288,18 +211,95 @@ def load_weights(model: torch.nn.Module, folder: str) -> None:
         raise UsageError(f"--init-from {folder}: the weights do not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
 
+# ----------------------------------------------------------------------------- options
+
+
+STAGE_HELP = {
+    "diffusion": "the multiview-video diffusion transformer (flow matching); exports OUT/model, the diffusion/ folder infer.py loads",
+    "recon": "the feed-forward 4D Gaussian head; exports OUT/model, the recon/ folder infer.py loads",
+}
+POSITIVE = ("steps", "batch_size", "grad_accum", "save_every", "keep_last", "val_every", "sample_every", "log_every", "max_nonfinite")
+
+
+def top_parser() -> argparse.ArgumentParser:
+    """`python train.py --help`: the stages, and where each stage's options are listed."""
+    stages = "\n".join(f"  {name:<10} {text}" for name, text in STAGE_HELP.items())
+    return argparse.ArgumentParser(
+        prog="python train.py", usage="python train.py {diffusion,recon} [--preset NAME] [options]",
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"stages:\n{stages}\n\neach stage's options (with the preset's defaults): python train.py diffusion --help, "
+               f"python train.py recon --help\npresets: {', '.join(TRAIN_PRESETS)} (--preset NAME; default tiny)")
+
+
+def parse_args(argv: list[str]) -> tuple[str, TrainConfig]:
+    """`STAGE [--preset NAME] [options]` -> (stage, config with the preset's defaults under the options)."""
+    if not argv:
+        raise UsageError(f"give a stage: python train.py {{{','.join(STAGES)}}} [options] (python train.py --help)")
+    if argv[0] in ("-h", "--help"):
+        top_parser().print_help()
+        raise SystemExit(0)
+    if argv[0] not in STAGES:
+        raise UsageError(f"unknown stage {argv[0]!r}; choose one of {', '.join(STAGES)} (python train.py --help)")
+    stage, rest = argv[0], argv[1:]
+    # The preset picks the defaults the other options override, so it is read before the full parse
+    # (both `--preset NAME` and `--preset=NAME`).
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--preset", default="tiny")
+    preset = first.parse_known_args(rest)[0].preset
+    if preset not in TRAIN_PRESETS:
+        raise UsageError(f"unknown preset {preset!r}; choose one of {sorted(TRAIN_PRESETS)}")
+    cfg = stage_options(stage, TrainConfig(preset=preset, **TRAIN_PRESETS[preset]), rest)
+    for name in POSITIVE:
+        if getattr(cfg, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    for name in ("lr", "min_lr_ratio", "weight_decay", "clip", "ema_decay"):
+        if not math.isfinite(getattr(cfg, name)) or getattr(cfg, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be a finite number of at least 0, got {getattr(cfg, name)}")
+    if min(cfg.views, cfg.extra_views, cfg.frames, cfg.warmup, cfg.num_workers, cfg.stop_at, cfg.seed) < 0:
+        raise UsageError("--views, --extra-views, --frames, --warmup, --num-workers, --stop-at and --seed must be 0 or more")
+    return stage, cfg
+
+
+def stage_options(stage: str, default: TrainConfig, rest: list[str]) -> TrainConfig:
+    """The stage's options parsed by tyro; its boxed error report becomes one UsageError line."""
+    report = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(report):
+            return tyro.cli(TrainConfig, default=default, args=rest, prog=f"python train.py {stage}")
+    except SystemExit as exit:
+        if not exit.code:
+            raise
+        lines = [line.strip("│|╭╮╰╯─-+ \t") for line in report.getvalue().splitlines()]
+        lines = [line for line in lines if line][1:]  # the first is the box's title, e.g. "Value error"
+        raise UsageError(f"{lines[0] if lines else 'bad options'} (python train.py {stage} --help)") from None
+
+
+def check_config(stage: str, cfg: TrainConfig) -> Path | None:
+    """UsageError for options that name nothing usable, before accelerate or a model starts; returns the checkpoint
+    --resume names (None without --resume)."""
+    for option, shards in (("--data", cfg.data), ("--val-data", cfg.val_data)):
+        try:
+            resolve_shards(shards) if shards else None
+        except ValueError as err:
+            raise UsageError(f"{option}: {err} (python -m data.build writes shards; see the README's Data section)") from None
+    check_output(Path(cfg.out))
+    if cfg.init_from and not Path(cfg.init_from).is_dir():
+        raise UsageError(f"--init-from {cfg.init_from}: no such folder (an exported model, e.g. runs/dit/model)")
+    resume_from = find_resume(cfg.resume, Path(cfg.out))
+    if resume_from is not None:
+        check_compatible(json.loads((resume_from / "train_state.json").read_text()), stage, cfg)
+    return resume_from
+
+
 # ----------------------------------------------------------------------------- the two stages
 
 
 class DiffusionStage:
     """The multiview-video diffusion model: flow-matching loss, sample grids, pipeline export."""
 
-    def __init__(self, cfg: TrainConfig, device: torch.device):
-        from model.diffusion import Objective
-        from model.pipeline import PipelineDefaults
-        from model.presets import build_dit, build_scheduler, get_preset
-        from model.text import TextEncoder
+    name = "diffusion"
 
+    def __init__(self, cfg: TrainConfig, device: torch.device):
         grid = get_preset(cfg.preset).grid
         views, frames = cfg.views or grid.num_views, cfg.frames or grid.num_frames
         self.preset = cfg.preset
@@ -315,16 +315,11 @@ class DiffusionStage:
 
     def loss(self, model, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         """The flow-matching loss of one batch (model/diffusion.py) and no extra metrics."""
-        from model.diffusion import diffusion_loss
-
         text = self.text_encoder(batch["caption"])  # [B, L, D_text]
         return diffusion_loss(model, self.scheduler, batch, text, self.null_text, self.objective, generator), {}
 
     def pipeline(self, model):
         """A MultiViewVideoPipeline around `model` with this stage's scheduler and text encoder (previews, export)."""
-        from model.pipeline import MultiViewVideoPipeline
-        from model.presets import build_scheduler
-
         return MultiViewVideoPipeline(model, build_scheduler(self.preset), self.text_encoder, self.defaults)
 
     def preview(self, model, batch: dict, path: Path) -> None:
@@ -333,8 +328,7 @@ class DiffusionStage:
         out = self.pipeline(model)(batch["caption"][0], height=H, width=W, num_inference_steps=10, progress=False,
                                    generator=torch.Generator().manual_seed(0))
         rgba = batch["images"][0].cpu()  # [V, F, 4, H, W]
-        truth = rgba[:, :, :3] * rgba[:, :, 3:] + (1 - rgba[:, :, 3:])  # [V, F, 3, H, W] over white
-        grid_image(torch.cat([out.images, truth])).save(path)
+        grid_image(torch.cat([out.images, composite(rgba, 1.0)])).save(path)  # truth [V, F, 3, H, W] over white
 
     def export(self, model, path: Path) -> None:
         """The whole pipeline folder (transformer, scheduler, pipeline.json), the folder infer.py loads as diffusion/."""
@@ -344,10 +338,9 @@ class DiffusionStage:
 class ReconStage:
     """The 4D Gaussian head: photometric loss at input and supervision views, render comparisons, export."""
 
-    def __init__(self, cfg: TrainConfig, device: torch.device):
-        from recon.head import build_head
-        from recon.losses import load_lpips
+    name = "recon"
 
+    def __init__(self, cfg: TrainConfig, device: torch.device):
         self.views = cfg.views or 4
         self.model = build_head(cfg.preset)
         self.subset = Subset(views=self.views, extra_views=cfg.extra_views, frames=cfg.frames or None)
@@ -356,15 +349,10 @@ class ReconStage:
         self.lpips = None if lpips is None else lpips.to(device)
 
     def loss(self, model, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
-        from recon.losses import recon_loss
-
         return recon_loss(model, batch, num_input_views=self.views, weights=self.weights, lpips_fn=self.lpips)
 
     def preview(self, model, batch: dict, path: Path) -> None:
         """Renders of the predicted Gaussians at every view of frame 0 (top) above the ground truth (bottom)."""
-        from data.images import composite
-        from recon.render import render
-
         images, c2w, K = batch["images"][:1], batch["c2w"][:1], batch["K"][:1]  # [1, V, F, ...]
         H, W = images.shape[-2:]
         gaussians = model(composite(images[:, : self.views], 1.0), c2w[:, : self.views], K[:, : self.views])  # [1, F, N]
@@ -377,7 +365,7 @@ class ReconStage:
         model.save_pretrained(path)
 
 
-# ----------------------------------------------------------------------------- the loop
+# ----------------------------------------------------------------------------- the loop, in the order it runs
 
 
 def forever(loader):
@@ -422,152 +410,6 @@ def validate(stage, model, cfg: TrainConfig, accelerator: Accelerator) -> float:
     return (total[0] / total[1].clamp(min=1)).item()
 
 
-@dataclass
-class Run:
-    """What one training run holds: the accelerator, the stage and its prepared model, optimiser, schedule and EMA."""
-
-    accelerator: Accelerator
-    stage: DiffusionStage | ReconStage
-    model: torch.nn.Module  # as prepared (DDP-wrapped on several processes)
-    optimizer: torch.optim.Optimizer
-    schedule: torch.optim.lr_scheduler.LambdaLR
-    ema: EMAModel
-    step_ok: bool = True  # every micro-batch of the optimiser step under way had a finite loss
-
-    @property
-    def net(self) -> torch.nn.Module:
-        """The model without its DDP wrapper."""
-        return self.accelerator.unwrap_model(self.model)
-
-
-def start_run(stage_name: str, cfg: TrainConfig, resume_from: Path | None) -> Run:
-    """Build the stage, optimiser, schedule and EMA, prepared by accelerate; starting weights from --init-from."""
-    accelerator = make_accelerator(cfg, Path(cfg.out))
-    set_seed(cfg.seed, device_specific=True)
-    stage = (DiffusionStage if stage_name == "diffusion" else ReconStage)(cfg, accelerator.device)
-    model = stage.model
-    if cfg.init_from and resume_from is None:
-        load_weights(model, cfg.init_from)
-    if cfg.grad_checkpointing:
-        model.enable_gradient_checkpointing()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.warmup, cfg.steps, cfg.min_lr_ratio))
-    model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
-    # After prepare: DDP has broadcast rank 0's initial weights, so every rank's EMA starts from the same ones
-    # (the seed is per device, so the ranks initialised differently).
-    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay)
-    return Run(accelerator, stage, model, optimizer, schedule, ema)
-
-
-def resume_state(run: Run, resume_from: Path | None, stage_name: str) -> dict:
-    """The run's counters ({stage, step, batches, nonfinite}), restored with every weight from a checkpoint if given."""
-    if resume_from is None:
-        return {"stage": stage_name, "step": 0, "batches": 0, "nonfinite": 0}
-    run.accelerator.load_state(str(resume_from))
-    state = json.loads((resume_from / "train_state.json").read_text())
-    load_ema(run.ema, run.net, resume_from, state["step"])
-    return state
-
-
-def optimizer_step(run: Run, batch: dict, cfg: TrainConfig, window: list) -> bool | None:
-    """One micro-batch: loss, backward, and at the end of an accumulation a clipped optimiser step.
-
-    Returns None mid-accumulation, else whether every micro-batch of the step was finite (a step with a
-    non-finite loss is skipped). Finite losses are appended to `window` for logging.
-    """
-    with run.accelerator.accumulate(run.model):
-        loss, _ = run.stage.loss(run.model, batch)
-        finite = all_finite(run.accelerator, loss)  # every process agrees, so none waits alone in a collective
-        if finite:
-            run.accelerator.backward(loss)
-            window.append(loss.item())
-        run.step_ok &= finite
-        if not run.accelerator.sync_gradients:
-            return None
-        ok, run.step_ok = run.step_ok, True
-        if ok:
-            run.accelerator.clip_grad_norm_(run.model.parameters(), cfg.clip)
-            run.optimizer.step()
-            run.schedule.step()
-        run.optimizer.zero_grad(set_to_none=True)
-        return ok
-
-
-def after_step(run: Run, cfg: TrainConfig, out: Path, state: dict, batch: dict, bar: tqdm, last: dict) -> None:
-    """Validation, preview and checkpoint when the step calls for them; the validation loss goes into `last`."""
-    step = state["step"]
-    if cfg.val_data and (step % cfg.val_every == 0 or step == cfg.steps):
-        with ema_weights(run.ema, run.net):
-            last["val_loss"] = validate(run.stage, run.model, cfg, run.accelerator)
-        run.accelerator.log({"val_loss": last["val_loss"]}, step=step)
-        bar.write(f"step {step}: val loss {last['val_loss']:.4f}")
-    if step % cfg.sample_every == 0 and run.accelerator.is_main_process:
-        with ema_weights(run.ema, run.net):
-            run.stage.preview(run.net, batch, out / "samples" / f"step-{step:07d}.png")
-    if step % cfg.save_every == 0 or step in (cfg.steps, cfg.stop_at):
-        save_checkpoint(run.accelerator, out, step, {**state, "config": dataclasses.asdict(cfg)},
-                        ema_tensors(run.ema, run.net), cfg.keep_last)
-
-
-def train(stage_name: str, cfg: TrainConfig) -> dict:
-    """Train one stage; returns the last logged metrics."""
-    out = Path(cfg.out)
-    resume_from = check_config(stage_name, cfg)  # clear errors now, not inside a worker
-    run = start_run(stage_name, cfg, resume_from)
-    accelerator = run.accelerator
-    state = resume_state(run, resume_from, stage_name)
-    (out / "samples").mkdir(parents=True, exist_ok=True)
-    if accelerator.is_main_process:
-        (out / "config.json").write_text(json.dumps({"stage": stage_name, **dataclasses.asdict(cfg)}, indent=1))
-    accelerator.init_trackers("train", config={k: str(v) for k, v in dataclasses.asdict(cfg).items()})
-
-    # The stream restarts at a resume; skipping the batches already used makes the resumed run see what an
-    # uninterrupted one would (exact resume, at the cost of decoding them again).
-    loader = make_loader(cfg.data, cfg.batch_size, num_workers=cfg.num_workers, subset=run.stage.subset,
-                         resampled=cfg.resampled, seed=cfg.seed + accelerator.process_index)
-    batches = forever(loader)
-    for _ in range(state["batches"]):
-        next(batches)
-
-    bar = tqdm(total=cfg.steps, initial=state["step"], desc=f"train {stage_name}", disable=not accelerator.is_main_process)
-    window, in_row, last, clock = [], 0, {}, time.perf_counter()
-    while state["step"] < cfg.steps:
-        batch = to_device(next(batches), accelerator.device)
-        state["batches"] += 1
-        if cfg.audit:
-            audit(out, accelerator, "".join(f"key {state['step']} {k}\n" for k in batch["key"]))
-        ok = optimizer_step(run, batch, cfg, window)
-        if ok is None:  # mid-accumulation
-            continue
-        if not ok:
-            state["nonfinite"] += 1
-            in_row += 1
-            if in_row >= cfg.max_nonfinite:
-                good = checkpoints(out)
-                raise SystemExit(f"stopping: {in_row} non-finite losses in a row at step {state['step']}; "
-                                 f"last good checkpoint: {good[-1] if good else 'none'} (untouched)")
-            continue
-        in_row, state["step"] = 0, state["step"] + 1
-        run.ema.step(run.net.parameters())
-        bar.update()
-        if state["step"] % cfg.log_every == 0 or state["step"] == cfg.steps:
-            last = log_metrics(accelerator, out, state["step"], window, run.schedule, cfg, state, clock)
-            bar.set_postfix(loss=f"{last['loss']:.4f}", samples_s=f"{last['samples_per_s']:.1f}")
-            window, clock = [], time.perf_counter()
-        after_step(run, cfg, out, state, batch, bar, last)
-        if state["step"] == cfg.stop_at:
-            bar.write(f"stopped at step {state['step']} (--stop-at); continue with --resume latest")
-            accelerator.end_training()
-            return last
-    bar.close()
-    if cfg.audit:
-        weights = b"".join(p.detach().cpu().numpy().tobytes() for p in run.net.parameters())
-        audit(out, accelerator, f"weights {hashlib.sha1(weights).hexdigest()}\n")
-    export_ema(run.stage, run.ema, accelerator, out, stage_name, cfg)
-    accelerator.end_training()
-    return last
-
-
 def audit(out: Path, accelerator: Accelerator, lines: str) -> None:
     """Append `lines` to this rank's audit file (--audit: which samples each rank saw, the final weights' hash)."""
     with open(out / f"audit-rank{accelerator.process_index}.txt", "a") as f:
@@ -594,29 +436,196 @@ class ema_weights:
         self.ema.restore(self.params)
 
 
-def log_metrics(accelerator, out: Path, step: int, window: list, schedule, cfg: TrainConfig, state: dict, clock: float) -> dict:
-    """Mean loss since the last log, learning rate and throughput, to TensorBoard and OUT/metrics.jsonl."""
-    seconds = time.perf_counter() - clock
-    samples = cfg.log_every * cfg.grad_accum * cfg.batch_size * accelerator.num_processes
-    metrics = {"step": step, "loss": float(np.mean(window)) if window else float("nan"), "lr": schedule.get_last_lr()[0],
-               "samples_per_s": samples / max(seconds, 1e-9), "nonfinite": state["nonfinite"]}
-    accelerator.log(metrics, step=step)
-    if accelerator.is_main_process:
-        with open(out / "metrics.jsonl", "a") as f:
+@dataclass
+class Progress:
+    """Where the loop stands: the one object the loop's state lives in. `step`, `batches` and `nonfinite` are saved in
+    every checkpoint (train_state.json); the rest lasts one process's run."""
+
+    step: int = 0  # optimiser steps taken
+    batches: int = 0  # micro-batches drawn from the stream (a resume skips as many)
+    nonfinite: int = 0  # optimiser steps skipped for a non-finite loss, in all
+    in_row: int = 0  # ... of them in a row, up to now
+    step_ok: bool = True  # every micro-batch of the step under way had a finite loss
+    losses: list[float] = field(default_factory=list)  # finite losses since the last log
+    last: dict = field(default_factory=dict)  # the last logged metrics and validation loss: what train() returns
+    clock: float = field(default_factory=time.perf_counter)  # when the logging window began
+
+    def saved(self) -> dict:
+        """What a checkpoint keeps, to resume from."""
+        return {"step": self.step, "batches": self.batches, "nonfinite": self.nonfinite}
+
+
+@dataclass
+class Run:
+    """What one training run holds: the accelerator, the stage and its prepared model, optimiser, schedule and EMA."""
+
+    accelerator: Accelerator
+    stage: DiffusionStage | ReconStage
+    model: torch.nn.Module  # as prepared (DDP-wrapped on several processes)
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    ema: EMAModel
+
+    @property
+    def net(self) -> torch.nn.Module:
+        """The model without its DDP wrapper."""
+        return self.accelerator.unwrap_model(self.model)
+
+
+def start_run(stage_name: str, cfg: TrainConfig, resume_from: Path | None) -> Run:
+    """Build the stage, optimiser, schedule and EMA, prepared by accelerate; starting weights from --init-from."""
+    accelerator = make_accelerator(cfg, Path(cfg.out))
+    set_seed(cfg.seed, device_specific=True)
+    stage = (DiffusionStage if stage_name == "diffusion" else ReconStage)(cfg, accelerator.device)
+    model = stage.model
+    if cfg.init_from and resume_from is None:
+        load_weights(model, cfg.init_from)
+    if cfg.grad_checkpointing:
+        model.enable_gradient_checkpointing()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    # Linear warm-up from 0, then cosine decay to lr * min_lr_ratio at the last step.
+    schedule = get_cosine_with_min_lr_schedule_with_warmup(optimizer, cfg.warmup, cfg.steps, min_lr_rate=cfg.min_lr_ratio)
+    model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
+    # After prepare: DDP has broadcast rank 0's initial weights, so every rank's EMA starts from the same ones
+    # (the seed is per device, so the ranks initialised differently).
+    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay)
+    return Run(accelerator, stage, model, optimizer, schedule, ema)
+
+
+def resume_progress(run: Run, resume_from: Path | None) -> Progress:
+    """A fresh Progress, or the checkpoint's, with every weight, optimiser and schedule state restored from it."""
+    if resume_from is None:
+        return Progress()
+    run.accelerator.load_state(str(resume_from))
+    saved = json.loads((resume_from / "train_state.json").read_text())
+    load_ema(run.ema, run.net, resume_from, saved["step"])
+    return Progress(step=saved["step"], batches=saved["batches"], nonfinite=saved["nonfinite"])
+
+
+def optimizer_step(run: Run, batch: dict, clip: float, progress: Progress) -> bool | None:
+    """One micro-batch: loss, backward, and at the end of an accumulation a clipped optimiser step.
+
+    Returns None mid-accumulation, else whether every micro-batch of the step was finite (a step with a
+    non-finite loss is skipped). Finite losses go to `progress.losses` for logging.
+    """
+    with run.accelerator.accumulate(run.model):
+        loss, _ = run.stage.loss(run.model, batch)
+        finite = all_finite(run.accelerator, loss)  # every process agrees, so none waits alone in a collective
+        if finite:
+            run.accelerator.backward(loss)
+            progress.losses.append(loss.item())
+        progress.step_ok &= finite
+        if not run.accelerator.sync_gradients:
+            return None
+        ok, progress.step_ok = progress.step_ok, True
+        if ok:
+            run.accelerator.clip_grad_norm_(run.model.parameters(), clip)
+            run.optimizer.step()
+            run.schedule.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        return ok
+
+
+def count_nonfinite(progress: Progress, limit: int, out: Path) -> None:
+    """Count a skipped step; SystemExit after `limit` in a row, naming the last good checkpoint (left untouched)."""
+    progress.nonfinite += 1
+    progress.in_row += 1
+    if progress.in_row >= limit:
+        good = checkpoints(out)
+        raise SystemExit(f"stopping: {progress.in_row} non-finite losses in a row at step {progress.step}; "
+                         f"last good checkpoint: {good[-1] if good else 'none'} (untouched)")
+
+
+def log_metrics(run: Run, cfg: TrainConfig, progress: Progress, bar: tqdm) -> None:
+    """Mean loss since the last log, learning rate and throughput, to TensorBoard, OUT/metrics.jsonl and the bar."""
+    seconds = time.perf_counter() - progress.clock
+    samples = cfg.log_every * cfg.grad_accum * cfg.batch_size * run.accelerator.num_processes
+    metrics = {"step": progress.step, "loss": float(np.mean(progress.losses)) if progress.losses else float("nan"),
+               "lr": run.schedule.get_last_lr()[0], "samples_per_s": samples / max(seconds, 1e-9), "nonfinite": progress.nonfinite}
+    run.accelerator.log(metrics, step=progress.step)
+    if run.accelerator.is_main_process:
+        with open(Path(cfg.out) / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")
-    return metrics
+    bar.set_postfix(loss=f"{metrics['loss']:.4f}", samples_s=f"{metrics['samples_per_s']:.1f}")
+    progress.last, progress.losses, progress.clock = metrics, [], time.perf_counter()
 
 
-def export_ema(stage, ema: EMAModel, accelerator: Accelerator, out: Path, stage_name: str, cfg: TrainConfig) -> None:
+def after_step(run: Run, cfg: TrainConfig, progress: Progress, batch: dict, bar: tqdm) -> None:
+    """Logging, validation, preview and checkpoint when the step calls for them."""
+    step, out = progress.step, Path(cfg.out)
+    if step % cfg.log_every == 0 or step == cfg.steps:
+        log_metrics(run, cfg, progress, bar)
+    if cfg.val_data and (step % cfg.val_every == 0 or step == cfg.steps):
+        with ema_weights(run.ema, run.net):
+            progress.last["val_loss"] = validate(run.stage, run.model, cfg, run.accelerator)
+        run.accelerator.log({"val_loss": progress.last["val_loss"]}, step=step)
+        bar.write(f"step {step}: val loss {progress.last['val_loss']:.4f}")
+    if step % cfg.sample_every == 0 and run.accelerator.is_main_process:
+        with ema_weights(run.ema, run.net):
+            run.stage.preview(run.net, batch, out / "samples" / f"step-{step:07d}.png")
+    if step % cfg.save_every == 0 or step in (cfg.steps, cfg.stop_at):
+        state = {"stage": run.stage.name, **progress.saved(), "config": dataclasses.asdict(cfg)}
+        save_checkpoint(run.accelerator, out, step, state, ema_tensors(run.ema, run.net), cfg.keep_last)
+
+
+def export_ema(run: Run, cfg: TrainConfig) -> None:
     """Save the EMA weights with save_pretrained to OUT/model (temporary folder, then rename), config beside them."""
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
+    run.accelerator.wait_for_everyone()
+    if not run.accelerator.is_main_process:
         return
-    model = copy.deepcopy(accelerator.unwrap_model(stage.model))
-    ema.copy_to(model.parameters())
-    with atomic_folder(out / "model") as tmp:
-        stage.export(model, tmp)
-        (tmp / "train_config.json").write_text(json.dumps({"stage": stage_name, **dataclasses.asdict(cfg)}, indent=1))
+    model = copy.deepcopy(run.net)
+    run.ema.copy_to(model.parameters())
+    with atomic_folder(Path(cfg.out) / "model") as tmp:
+        run.stage.export(model, tmp)
+        (tmp / "train_config.json").write_text(json.dumps({"stage": run.stage.name, **dataclasses.asdict(cfg)}, indent=1))
+
+
+def train(stage_name: str, cfg: TrainConfig) -> dict:
+    """Train one stage; returns the last logged metrics."""
+    out = Path(cfg.out)
+    resume_from = check_config(stage_name, cfg)  # clear errors now, not inside a worker
+    run = start_run(stage_name, cfg, resume_from)
+    progress = resume_progress(run, resume_from)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    if run.accelerator.is_main_process:
+        (out / "config.json").write_text(json.dumps({"stage": stage_name, **dataclasses.asdict(cfg)}, indent=1))
+    run.accelerator.init_trackers("train", config={k: str(v) for k, v in dataclasses.asdict(cfg).items()})
+
+    # The stream restarts at a resume; skipping the batches already used makes the resumed run see what an
+    # uninterrupted one would (exact resume, at the cost of decoding them again).
+    loader = make_loader(cfg.data, cfg.batch_size, num_workers=cfg.num_workers, subset=run.stage.subset,
+                         resampled=cfg.resampled, seed=cfg.seed + run.accelerator.process_index)
+    batches = forever(loader)
+    for _ in range(progress.batches):
+        next(batches)
+
+    bar = tqdm(total=cfg.steps, initial=progress.step, desc=f"train {stage_name}", disable=not run.accelerator.is_main_process)
+    while progress.step < cfg.steps:
+        batch = to_device(next(batches), run.accelerator.device)
+        progress.batches += 1
+        if cfg.audit:
+            audit(out, run.accelerator, "".join(f"key {progress.step} {k}\n" for k in batch["key"]))
+        ok = optimizer_step(run, batch, cfg.clip, progress)
+        if ok is None:  # mid-accumulation
+            continue
+        if not ok:
+            count_nonfinite(progress, cfg.max_nonfinite, out)
+            continue
+        progress.in_row, progress.step = 0, progress.step + 1
+        run.ema.step(run.net.parameters())
+        bar.update()
+        after_step(run, cfg, progress, batch, bar)
+        if progress.step == cfg.stop_at:
+            bar.write(f"stopped at step {progress.step} (--stop-at); continue with --resume latest")
+            run.accelerator.end_training()
+            return progress.last
+    bar.close()
+    if cfg.audit:
+        weights = b"".join(p.detach().cpu().numpy().tobytes() for p in run.net.parameters())
+        audit(out, run.accelerator, f"weights {hashlib.sha1(weights).hexdigest()}\n")
+    export_ema(run, cfg)
+    run.accelerator.end_training()
+    return progress.last
 
 
 @entry_point
