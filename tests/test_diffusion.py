@@ -39,15 +39,17 @@ def test_tiny_model_overfits_real_shards(demo_shards):
     optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
     generator = torch.Generator().manual_seed(0)
     losses, start = [], time.perf_counter()
-    for _ in range(1500):
+    for _ in range(400):
         loss = diffusion_loss(model, scheduler, batch, text, null_text, Objective(), generator)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         losses.append(loss.item())
-    first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
-    print(f"overfit: mean loss {first:.3f} (first 20 steps) -> {last:.3f} (last 20) in {time.perf_counter() - start:.0f} s")
-    assert last < 0.5 * first
+    # Each step draws its own noise level, so single losses swing by 2x: compare means. Measured: 2.59 over the
+    # first 20 steps, 0.36-0.58 over windows of 20 at steps 300-500, 0.11-0.26 by step 900.
+    first, last = sum(losses[:20]) / 20, sum(losses[-100:]) / 100
+    print(f"overfit: mean loss {first:.3f} (first 20 steps) -> {last:.3f} (last 100) in {time.perf_counter() - start:.0f} s")
+    assert last < 0.3 * first
 
 
 def test_condition_mask_marks_the_given_frames_of_each_task():

@@ -18,7 +18,7 @@ from test_benchmark import write_synthetic_set
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-KILLS = 10  # per command, SIGTERM and SIGKILL taking turns
+KILLS = 6  # per command, SIGTERM and SIGKILL taking turns
 
 
 def start(*args) -> subprocess.Popen:
