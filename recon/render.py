@@ -53,6 +53,23 @@ class RenderOutput:
     depth: torch.Tensor
 
 
+def _camera_inputs(gaussians: Gaussians, c2w: torch.Tensor, K: torch.Tensor, background) -> tuple[torch.Tensor, torch.Tensor]:
+    """K and background broadcast to every camera, [..., V, 3, 3] and [..., V, 3]; ValueError naming what does not fit."""
+    batch = gaussians.batch_shape
+    if c2w.shape[-2:] != (4, 4) or c2w.shape[:-3] != batch:
+        raise ValueError(f"render: c2w {tuple(c2w.shape)} must be [..., V, 4, 4] with [...] = the Gaussians' batch shape {tuple(batch)}")
+    cams = c2w.shape[:-2]  # [..., V]
+    try:
+        K = K.to(c2w).expand(cams + (3, 3))
+    except RuntimeError as err:
+        raise ValueError(f"render: K {tuple(K.shape)} does not broadcast to {tuple(cams + (3, 3))}") from err
+    try:
+        background = torch.as_tensor(background, dtype=c2w.dtype, device=c2w.device).expand(cams + (3,))
+    except RuntimeError as err:
+        raise ValueError(f"render: background does not broadcast to {tuple(cams + (3,))}") from err
+    return K, background
+
+
 def render(
     gaussians: Gaussians,
     c2w: torch.Tensor,
@@ -84,18 +101,7 @@ def render(
 
     Raises ValueError for mismatched batch shapes, bad camera shapes, or the gsplat backend off CUDA.
     """
-    batch = gaussians.batch_shape
-    if c2w.shape[-2:] != (4, 4) or c2w.shape[:-3] != batch:
-        raise ValueError(f"render: c2w {tuple(c2w.shape)} must be [..., V, 4, 4] with [...] = the Gaussians' batch shape {tuple(batch)}")
-    cams = c2w.shape[:-2]  # [..., V]
-    try:
-        K = K.to(c2w).expand(cams + (3, 3))
-    except RuntimeError as err:
-        raise ValueError(f"render: K {tuple(K.shape)} does not broadcast to {tuple(cams + (3, 3))}") from err
-    try:
-        background = torch.as_tensor(background, dtype=c2w.dtype, device=c2w.device).expand(cams + (3,))
-    except RuntimeError as err:
-        raise ValueError(f"render: background does not broadcast to {tuple(cams + (3,))}") from err
+    K, background = _camera_inputs(gaussians, c2w, K, background)  # [..., V, 3, 3], [..., V, 3]
     use_gsplat = backend == "gsplat" or (backend == "auto" and c2w.is_cuda)
     if use_gsplat and not c2w.is_cuda:
         raise ValueError("render: the gsplat backend needs CUDA tensors; use backend='torch' (or 'auto') elsewhere")
