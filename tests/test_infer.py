@@ -9,10 +9,14 @@ import numpy as np
 import pygltflib
 import pytest
 import torch
+from einops import rearrange
 from PIL import Image
 
 import infer
+from model.pipeline import MultiViewVideoPipeline
 from recon.export import read_ply
+from recon.gaussians import Gaussians
+from recon.render import render
 
 
 def run(model: Path, out: Path, *extra) -> None:
@@ -67,15 +71,40 @@ def test_sampler_choice_changes_the_gaussians_and_is_recorded(tiny_model, tmp_pa
     assert meta["settings"]["sampler"] is None and meta["sampler"] == "stochastic"  # the model's, resolved
 
 
-def test_refinement_changes_the_gaussians_and_is_recorded(tiny_model, tmp_path):
+def read_frames(folder: Path) -> Gaussians:
+    """An output folder's ply/frame_*.ply as Gaussians [F, N]."""
+    frames = [read_ply(p) for p in sorted((folder / "ply").glob("frame_*.ply"))]
+    return Gaussians(**{name: torch.stack([getattr(g, name) for g in frames]) for name in Gaussians.__dataclass_fields__})
+
+
+def views_of(folder: Path, views: int) -> torch.Tensor:
+    """An output folder's multiview.mp4 decoded as images [V, F, 3, H, W] in [0, 1]."""
+    video = torch.from_numpy(iio.imread(folder / "multiview.mp4", index=None)).float() / 255  # [F, H, V*W, 3]
+    return rearrange(video, "f h (v w) c -> v f c h w", v=views)
+
+
+def test_refinement_brings_the_gaussians_closer_to_the_generated_views(tiny_model, tmp_path):
     run(tiny_model, tmp_path / "plain")
-    run(tiny_model, tmp_path / "refined", "--refine-steps", 3)
-    plain, refined = (read_ply(tmp_path / x / "ply" / "frame_000.ply") for x in ("plain", "refined"))
-    assert plain.num_gaussians == refined.num_gaussians and not torch.equal(plain.colours, refined.colours)
-    assert json.loads((tmp_path / "refined" / "meta.json").read_text())["settings"]["refine_steps"] == 3
+    run(tiny_model, tmp_path / "refined", "--refine-steps", 20)
+    generated = views_of(tmp_path / "plain", 2)  # [V, F, 3, H, W]
+    assert torch.equal(views_of(tmp_path / "refined", 2), generated)  # refinement comes after generation: same views
+    V, F, _, H, W = generated.shape
+    defaults = json.loads((tiny_model / "diffusion" / "pipeline.json").read_text())
+    meta = json.loads((tmp_path / "refined" / "meta.json").read_text())
+    assert meta["settings"]["refine_steps"] == 20
+    c2w, K = MultiViewVideoPipeline.cameras(V, F, H, W, meta["settings"]["elevation"], defaults["fov_deg"], None)
+
+    def error(folder: Path) -> float:
+        """Mean squared error of the folder's Gaussians rendered at the generated cameras against the generated views
+        as the user gets them (multiview.mp4)."""
+        rgb = render(read_frames(folder), c2w.transpose(0, 1), K, H, W, background=1.0).rgb  # [F, V, 3, H, W]
+        return (rgb.transpose(0, 1) - generated).square().mean().item()
+
+    plain, refined = error(tmp_path / "plain"), error(tmp_path / "refined")
+    assert refined < 0.9 * plain, f"refined {refined:.4f} vs plain {plain:.4f}"
 
 
-def test_image_and_video_conditioning(tiny_model, tmp_path):
+def test_image_to_4d_keeps_the_given_image(tiny_model, tmp_path):
     red = np.zeros((40, 40, 4), np.uint8)
     red[10:30, 10:30] = (220, 30, 30, 255)  # a red square on a transparent background
     Image.fromarray(red).save(tmp_path / "red.png")
@@ -83,9 +112,22 @@ def test_image_and_video_conditioning(tiny_model, tmp_path):
     assert json.loads((tmp_path / "img" / "meta.json").read_text())["mode"] == "image"
     first = iio.imread(tmp_path / "img" / "multiview.mp4", index=0)[:, :16]  # view 0, frame 0: the given image
     assert first[8, 8, 0] > 150 and first[8, 8, 1] < 100 and first[1, 1].min() > 200  # red centre, white corner
-    iio.imwrite(tmp_path / "clip.mp4", np.stack([np.roll(red[..., :3], 2 * i, axis=1) for i in range(6)]), fps=6, macro_block_size=1)
-    run(tiny_model, tmp_path / "vid", "--video", tmp_path / "clip.mp4")
-    assert json.loads((tmp_path / "vid" / "meta.json").read_text())["mode"] == "video"
+
+
+def test_video_to_4d_follows_the_given_video(tiny_model, tmp_path):
+    square = np.full((40, 40, 3), 255, np.uint8)
+    square[10:30, 4:24] = (220, 30, 30)  # a red square on white
+    clips = {"right": [np.roll(square, 3 * i, axis=1) for i in range(6)], "down": [np.roll(square, 3 * i, axis=0) for i in range(6)]}
+    for name, frames in clips.items():
+        iio.imwrite(tmp_path / f"{name}.mp4", np.stack(frames), fps=6, macro_block_size=1)
+        run(tiny_model, tmp_path / name, "--video", tmp_path / f"{name}.mp4")
+        assert json.loads((tmp_path / name / "meta.json").read_text())["mode"] == "video"
+    front = views_of(tmp_path / "right", 2)[0]  # [F, 3, H, W]: view 0 is the given video, frames 0, 2 and 5 of six
+    red = (front[:, 0] > 0.6) & (front[:, 1] < 0.4)  # [F, H, W]
+    columns = (red * torch.arange(16.0)).sum((1, 2)) / red.sum((1, 2))  # [F] the square's mean column
+    assert red.sum((1, 2)).min() > 20 and columns[1] > columns[0] + 0.8 and columns[2] > columns[1] + 1.5  # moving right
+    right, down = read_frames(tmp_path / "right"), read_frames(tmp_path / "down")  # the same seed, another video
+    assert not torch.allclose(right.colours, down.colours)  # (the tiny head's zero-initialised decoder keeps means on their rays)
 
 
 def test_bad_input_exits_with_a_message_and_writes_nothing(tiny_model, tmp_path):
