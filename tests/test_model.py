@@ -6,6 +6,7 @@ from data.cameras import intrinsics_from_fov, orbit_c2w, ring_azimuths
 from layers import attention as attention_module
 from layers.attention import attention
 from model.dit import MultiViewVideoDiT
+from model.presets import PRESETS, build_dit
 
 TINY = dict(hidden_size=32, depth=2, num_heads=2, patch_size=4, text_dim=24)
 
@@ -184,6 +185,19 @@ def test_bad_input_raises_value_error_saying_what_is_wrong(change, message):
         run(make_model(), change(make_inputs()))
 
 
+def test_base_preset_builds_on_the_meta_device_at_its_documented_size():
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        model = build_dit("base")
+    assert all(p.is_meta for p in model.parameters())
+    params = sum(p.numel() for p in model.parameters())
+    assert round(params / 1e6) == 209  # as README, model/presets.py and docs/DESIGN.md say
+    # Each block: spatial, cross-view and cross-frame attention (4 D^2 each), the text attention (2 D^2 + 2 D text_dim),
+    # the 4x MLP (8 D^2) and the adaLN modulation (6 D^2); the embeddings and biases add the last few per cent.
+    size = PRESETS["base"].dit
+    per_block = 28 * size.hidden_size**2 + 2 * size.hidden_size * model.config.text_dim
+    assert params == pytest.approx(size.depth * per_block, rel=0.03)
+
+
 def test_attention_matches_masked_softmax_reference():
     gen = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, n, 8, generator=gen) for n in (5, 7, 7))
@@ -200,3 +214,18 @@ def test_attention_keeps_xformers_off_cpu_tensors(monkeypatch):
     monkeypatch.setattr(attention_module, "_xformers_ops", lambda: Refuses())
     q = torch.randn(1, 2, 4, 8)
     assert attention(q, q, q).shape == (1, 2, 4, 8)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA for xformers' kernels")
+def test_xformers_attention_matches_the_softmax_reference_on_cuda():
+    if attention_module._xformers_ops() is None:
+        pytest.skip("xformers is not installed (the gpu extra)")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    for dtype, tol in ((torch.float32, 2e-3), (torch.bfloat16, 3e-2)):
+        q, k, v = (torch.randn(2, 4, n, 64, generator=gen, device="cuda", dtype=dtype) for n in (300, 500, 500))
+        expected = ((q.float() @ k.float().transpose(-1, -2)) / 8).softmax(-1) @ v.float()  # [B, H, Lq, Dh]
+        torch.testing.assert_close(attention(q, k, v).float(), expected, atol=tol, rtol=tol)  # xformers' kernel
+        mask = torch.arange(500, device="cuda") < 123  # masked calls go to SDPA
+        masked = ((q.float() @ k.float().transpose(-1, -2)) / 8).masked_fill(~mask, float("-inf")).softmax(-1) @ v.float()
+        torch.testing.assert_close(attention(q, k, v, mask).float(), masked, atol=tol, rtol=tol)

@@ -70,12 +70,29 @@ def test_temporal_attention_off_keeps_frames_independent():
         assert not torch.equal(a.means[:, 1], b.means[:, 1])
 
 
-def test_presets_build_and_unknown_names_raise():
+def test_presets_build_on_the_meta_device_at_the_size_their_blocks_imply_and_unknown_names_raise():
     assert set(HEAD_PRESETS) == {"tiny", "cpu-small", "base"}
-    sizes = {name: sum(p.numel() for p in build_head(name).parameters()) for name in ("tiny", "cpu-small")}
-    assert sizes["tiny"] < sizes["cpu-small"]
+    with torch.device("meta"):  # shapes only: the base head (64 M parameters) allocates nothing
+        heads = {name: build_head(name) for name in HEAD_PRESETS}
+    sizes = {name: sum(p.numel() for p in head.parameters()) for name, head in heads.items()}
+    assert all(p.is_meta for p in heads["base"].parameters())
+    assert sizes["tiny"] < sizes["cpu-small"] < sizes["base"]
+    # Each block: spatial, cross-view and temporal attention (4 width^2 each) and a 4x MLP (8 width^2); the patch
+    # embedding, decoder, norms and biases add the last few per cent.
+    base = HEAD_PRESETS["base"]
+    assert sizes["base"] == pytest.approx(base["depth"] * 20 * base["width"] ** 2, rel=0.03)
     with pytest.raises(ValueError, match="unknown head preset"):
         build_head("huge")
+
+
+def test_base_preset_grid_gives_65536_gaussians_a_frame_from_four_256px_views():
+    # The base preset's patch and stride (L4GM's grid), on a narrow, shallow head so that it runs on the CPU in a second.
+    head = build_head("base", width=16, depth=1, heads=2, decoder_channels=4).eval()
+    V, size = 4, 256
+    c2w = cam.orbit_c2w(torch.full((V,), 15.0), cam.ring_azimuths(V), 1.6, num_frames=1)[None]  # [1, V, 1, 4, 4]
+    with torch.no_grad():
+        gaussians = head(torch.rand(1, V, 1, 3, size, size), c2w, cam.intrinsics_from_fov(40.0).expand(1, V, 3, 3))
+    assert gaussians.batch_shape == (1, 1) and gaussians.num_gaussians == 65_536
 
 
 def test_bad_image_sizes_and_camera_shapes_raise():
