@@ -11,6 +11,7 @@ measured before it) is not timed. CUDA runs in bf16 autocast, the CPU in fp32.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import torch
@@ -45,13 +46,22 @@ def forward(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Te
     return model(args.pop("sample"), args.pop("timestep"), **args)
 
 
-def count(name: str) -> tuple[int, int]:
-    """(parameters, forward FLOPs for one sample) of preset `name`, counted on the meta device."""
-    with torch.device("meta"):
+def forward_flops(fn, device: torch.device) -> int:
+    """FLOPs of one call fn() (FlopCounterMode: matrix products, convolutions, attention), without gradients and,
+    on CUDA, in bf16 autocast as training runs there (the count does not depend on the dtype)."""
+    bf16 = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    with torch.no_grad(), bf16, FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def count(name: str, device: torch.device = torch.device("meta"), grid: Grid | None = None) -> tuple[int, int]:
+    """(parameters, forward FLOPs for one sample) of preset `name` at `grid` (default: the preset's own), counted
+    on `device`: the meta device computes nothing; on CUDA one real forward pass runs."""
+    with device:
         model = build_dit(name)
-    with FlopCounterMode(display=False) as counter:
-        forward(model, dummy_inputs(PRESETS[name].grid, 1, model.config.text_dim, torch.device("meta")))
-    return sum(p.numel() for p in model.parameters()), counter.get_total_flops()
+    inputs = dummy_inputs(grid or PRESETS[name].grid, 1, model.config.text_dim, device)
+    return sum(p.numel() for p in model.parameters()), forward_flops(lambda: forward(model, inputs), device)
 
 
 def seconds_per_call(fn, iters: int, device: torch.device, min_seconds: float = 1.0) -> float:

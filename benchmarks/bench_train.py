@@ -1,10 +1,13 @@
 """Training throughput per stage and preset through the real train.py loop (data, loss, backward, AdamW, EMA).
 
     python benchmarks/bench_train.py --data shards/demo/train [--stages diffusion recon] [--presets tiny cpu-small]
+    python benchmarks/bench_train.py --data SHARDS --stages diffusion --presets base --batch-size 4 --grad-checkpointing
 
 Runs 2 x --steps optimiser steps per stage and preset into a temporary folder, and reports the second half
-(the first half absorbs start-up): samples/s, image tokens/s (V x F x H/p x W/p per sample) and, on CUDA,
-the model FLOP utilisation (3 x forward FLOPs per sample, against --peak-tflops).
+(the first half absorbs start-up): samples/s, image tokens/s (V x F x H/p x W/p per sample, H and W the data's)
+and, on CUDA (bf16), the peak allocated memory and the model FLOP utilisation: 3 x the forward FLOPs of one sample
+through the stage's network (counted on the device by FlopCounterMode; the renderer's kernels are not counted)
+x samples/s, against --peak-tflops.
 """
 from __future__ import annotations
 
@@ -16,46 +19,92 @@ import torch
 import train
 
 
-def tokens_per_sample(stage: str, preset: str, cfg: train.TrainConfig) -> int:
-    """Image tokens a sample carries through the model: views x frames x patches."""
-    if stage == "diffusion":
-        from model.presets import PRESETS
-
-        p, grid = PRESETS[preset].dit.patch_size, PRESETS[preset].grid
-        return (cfg.views or grid.num_views) * (cfg.frames or grid.num_frames) * grid.height * grid.width // p**2
-    from recon.head import HEAD_PRESETS
-
-    return (cfg.views or 4) * (cfg.frames or 8) * 64 * 64 // HEAD_PRESETS[preset]["patch_size"] ** 2
-
-
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="training shards (64x64 renders for the cpu-small presets)")
-    p.add_argument("--stages", nargs="+", default=list(train.STAGES))
-    p.add_argument("--presets", nargs="+", default=["tiny", "cpu-small"])
+    p.add_argument("--stages", nargs="+", default=list(train.STAGES), choices=train.STAGES)
+    p.add_argument("--presets", nargs="+", default=["tiny", "cpu-small"], choices=sorted(train.TRAIN_PRESETS))
     p.add_argument("--steps", type=int, default=4, help="measured steps (as many again warm up)")
     p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16 peak (H100 SXM: 989)")
-    args = p.parse_args()
+    p.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in the backward pass")
+    p.add_argument("--num-workers", type=int, default=1, help="data loader workers")
+    p.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16 peak (H100 and H200 SXM: 989)")
+    return p.parse_args(argv)
 
-    device = "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device: {device}")
-    print(f"{'stage':<10} {'preset':<10} {'samples/s':>10} {'tokens/s':>10} {'MFU':>6}")
+
+def sample_shape(stage: str, preset: str, cfg: train.TrainConfig) -> tuple[int, int, int, int]:
+    """(V, F, H, W): the views, frames and image size one training sample carries through the stage's network."""
+    from data.stream import make_loader
+    from model.presets import PRESETS
+
+    images = next(iter(make_loader(cfg.data, batch_size=1, shuffle=0)))["images"]  # [1, V, F, 4, H, W], all of them
+    _, views, frames, _, H, W = images.shape
+    if stage == "diffusion":
+        grid = PRESETS[preset].grid
+        return cfg.views or grid.num_views, cfg.frames or grid.num_frames, H, W
+    return cfg.views or 4, cfg.frames or frames, H, W  # the recon stage: 4 input views, every frame by default
+
+
+def tokens_per_sample(stage: str, preset: str, shape: tuple[int, int, int, int]) -> int:
+    """Image tokens a sample carries through the network: views x frames x patches."""
+    from model.presets import PRESETS
+    from recon.head import HEAD_PRESETS
+
+    p = PRESETS[preset].dit.patch_size if stage == "diffusion" else HEAD_PRESETS[preset]["patch_size"]
+    V, F, H, W = shape
+    return V * F * (H // p) * (W // p)
+
+
+def flops_per_sample(stage: str, preset: str, shape: tuple[int, int, int, int], device: torch.device) -> int:
+    """Forward FLOPs of one sample of `shape` through the stage's network, counted on `device`."""
+    from benchmarks.bench_model import count, forward_flops
+    from data.cameras import intrinsics_from_fov, orbit_c2w, ring_azimuths
+    from model.presets import Grid
+    from recon.head import build_head
+
+    V, F, H, W = shape
+    if stage == "diffusion":
+        return count(preset, device, Grid(V, F, H, W))[1]
+    with device:
+        head = build_head(preset)
+    c2w = orbit_c2w(torch.full((V,), 15.0), ring_azimuths(V), 2.0, F)[None].to(device)  # [1, V, F, 4, 4]
+    K = intrinsics_from_fov(40.0).expand(1, V, 3, 3).to(device)
+    images = torch.rand(1, V, F, 3, H, W, device=device)
+    return forward_flops(lambda: head(images, c2w, K), device)
+
+
+def measure(stage: str, preset: str, args: argparse.Namespace) -> dict[str, float | str]:
+    """samples/s and tokens/s of 2 x --steps optimiser steps (the second half); peak GB and MFU on CUDA."""
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    with tempfile.TemporaryDirectory() as out:
+        cfg = train.TrainConfig(
+            preset=preset, data=args.data, out=out, steps=2 * args.steps, batch_size=args.batch_size,
+            grad_checkpointing=args.grad_checkpointing, log_every=args.steps, save_every=10**9, val_every=10**9,
+            sample_every=10**9, num_workers=args.num_workers,
+        )
+        rate = train.train(stage, cfg)["samples_per_s"]
+    shape = sample_shape(stage, preset, cfg)
+    result = {"samples/s": f"{rate:.2f}", "tokens/s": f"{rate * tokens_per_sample(stage, preset, shape):.0f}",
+              "peak GB": "-", "MFU": "-"}
+    if cuda:
+        result["peak GB"] = f"{torch.cuda.max_memory_allocated() / 1e9:.1f}"
+        flops = flops_per_sample(stage, preset, shape, torch.device("cuda"))
+        result["MFU"] = f"{3 * flops * rate / (args.peak_tflops * 1e12):.1%}"
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"device: {device}; batch {args.batch_size}, gradient checkpointing {'on' if args.grad_checkpointing else 'off'}")
+    print(f"{'stage':<10} {'preset':<10} {'samples/s':>10} {'tokens/s':>10} {'peak GB':>8} {'MFU':>6}")
     for stage in args.stages:
         for preset in args.presets:
-            with tempfile.TemporaryDirectory() as out:
-                cfg = train.TrainConfig(
-                    preset=preset, data=args.data, out=out, steps=2 * args.steps, batch_size=args.batch_size,
-                    log_every=args.steps, save_every=10**9, val_every=10**9, sample_every=10**9, num_workers=1,
-                )
-                metrics = train.train(stage, cfg)
-            rate = metrics["samples_per_s"]
-            mfu = "-"
-            if torch.cuda.is_available() and stage == "diffusion":
-                from benchmarks.bench_model import count
-
-                mfu = f"{3 * count(preset)[1] * rate / (args.peak_tflops * 1e12):.1%}"
-            print(f"{stage:<10} {preset:<10} {rate:>10.2f} {rate * tokens_per_sample(stage, preset, cfg):>10.0f} {mfu:>6}")
+            r = measure(stage, preset, args)
+            print(f"{stage:<10} {preset:<10} {r['samples/s']:>10} {r['tokens/s']:>10} {r['peak GB']:>8} {r['MFU']:>6}", flush=True)
 
 
 if __name__ == "__main__":
