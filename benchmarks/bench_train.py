@@ -1,7 +1,7 @@
 """Training throughput per stage and preset through the real train.py loop (data, loss, backward, AdamW, EMA).
 
-    python benchmarks/bench_train.py --data shards/demo/train [--stages diffusion recon] [--presets tiny cpu-small]
-    python benchmarks/bench_train.py --data SHARDS --stages diffusion --presets base --batch-size 4 --grad-checkpointing
+    python -m benchmarks.bench_train --data shards/demo/train [--stages diffusion recon] [--presets tiny cpu-small]
+    python -m benchmarks.bench_train --data SHARDS --stages diffusion --presets base --batch-size 4 --grad-checkpointing
 
 Runs 2 x --steps optimiser steps per stage and preset into a temporary folder, and reports the second half
 (the first half absorbs start-up): samples/s, image tokens/s (V x F x H/p x W/p per sample, H and W the data's)
@@ -21,7 +21,7 @@ import train
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_train", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="training shards (64x64 renders for the cpu-small presets)")
     p.add_argument("--stages", nargs="+", default=list(train.STAGES), choices=train.STAGES)
     p.add_argument("--presets", nargs="+", default=["tiny", "cpu-small"], choices=sorted(train.TRAIN_PRESETS))
