@@ -5,9 +5,9 @@
 
 Runs 2 x --steps optimiser steps per stage and preset into a temporary folder, and reports the second half
 (the first half absorbs start-up): samples/s, image tokens/s (V x F x H/p x W/p per sample, H and W the data's)
-and, on CUDA (bf16), the peak allocated memory and the model FLOP utilisation: 3 x the forward FLOPs of one sample
-through the stage's network (counted on the device by FlopCounterMode; the renderer's kernels are not counted)
-x samples/s, against --peak-tflops.
+and, on CUDA (bf16), the peak allocated memory, the forward GFLOP of one sample through the stage's network (counted on
+the device by FlopCounterMode; the renderer's kernels are not counted) and the model FLOP utilisation: 3 x those
+FLOPs x samples/s, against --peak-tflops.
 """
 from __future__ import annotations
 
@@ -88,10 +88,11 @@ def measure(stage: str, preset: str, args: argparse.Namespace) -> dict[str, floa
         rate = train.train(stage, cfg)["samples_per_s"]
     shape = sample_shape(stage, preset, cfg)
     result = {"samples/s": f"{rate:.2f}", "tokens/s": f"{rate * tokens_per_sample(stage, preset, shape):.0f}",
-              "peak GB": "-", "MFU": "-"}
+              "peak GB": "-", "GFLOP": "-", "MFU": "-"}
     if cuda:
         result["peak GB"] = f"{torch.cuda.max_memory_allocated() / 1e9:.1f}"
         flops = flops_per_sample(stage, preset, shape, torch.device("cuda"))
+        result["GFLOP"] = f"{flops / 1e9:.0f}"  # forward, per sample: the base DiT's is 85,900 at its own grid
         result["MFU"] = f"{3 * flops * rate / (args.peak_tflops * 1e12):.1%}"
     return result
 
@@ -100,11 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {device}; batch {args.batch_size}, gradient checkpointing {'on' if args.grad_checkpointing else 'off'}")
-    print(f"{'stage':<10} {'preset':<10} {'samples/s':>10} {'tokens/s':>10} {'peak GB':>8} {'MFU':>6}")
+    print(f"{'stage':<10} {'preset':<10} {'samples/s':>10} {'tokens/s':>10} {'peak GB':>8} {'GFLOP':>8} {'MFU':>6}")
     for stage in args.stages:
         for preset in args.presets:
             r = measure(stage, preset, args)
-            print(f"{stage:<10} {preset:<10} {r['samples/s']:>10} {r['tokens/s']:>10} {r['peak GB']:>8} {r['MFU']:>6}", flush=True)
+            print(f"{stage:<10} {preset:<10} {r['samples/s']:>10} {r['tokens/s']:>10} {r['peak GB']:>8} {r['GFLOP']:>8} "
+                  f"{r['MFU']:>6}", flush=True)
 
 
 if __name__ == "__main__":
