@@ -1,7 +1,7 @@
 """Benchmark the MultiViewVideoDiT presets: parameters, forward FLOPs per sample, forward and forward+backward speed.
 
-    python benchmarks/bench_model.py                      # every preset, on CUDA if available, else the CPU
-    python benchmarks/bench_model.py --presets cpu-small --device cpu --batch 2 --iters 3
+    python -m benchmarks.bench_model                      # every preset, on CUDA if available, else the CPU
+    python -m benchmarks.bench_model --presets cpu-small --device cpu --batch 2 --iters 3
 
 FLOPs are counted by torch's FlopCounterMode on the meta device (no compute; a multiply-add is 2 FLOPs; the
 attention products are counted through SDPA's math decomposition), for one sample with L = 64 text tokens.

@@ -129,7 +129,8 @@ def plucker_rays(c2w: torch.Tensor, K: torch.Tensor, height: int, width: int) ->
     sits along it, so the encoding depends on the ray alone.
     """
     # Ray geometry stays fp32 under autocast (bf16 rotations would bend rays by ~0.5% and mix dtypes in the cross).
-    with torch.autocast(c2w.device.type, enabled=False):
+    # The device type is spelled out because "meta" (FLOP counting, tests) has no autocast of its own.
+    with torch.autocast("cuda" if c2w.is_cuda else "cpu", enabled=False):
         origins, dirs = pixel_rays(c2w.float(), K.float(), height, width)  # [..., H, W, 3] each
         rays = torch.cat([dirs, torch.linalg.cross(origins, dirs, dim=-1)], dim=-1)  # [..., H, W, 6]
     return rays.movedim(-1, -3)  # [..., 6, H, W]
