@@ -1,6 +1,6 @@
 """Data pipeline benchmark: seconds per rendered clip and samples/s through the streaming loader.
 
-    python benchmarks/bench_data.py [--assets ../shared/assets] [--clips 6] [--workers 2]
+    python -m benchmarks.bench_data [--assets ../shared/assets] [--clips 6] [--workers 2]
 
 Renders `--clips` clips of the shared assets at 4 views x 8 frames, 64x64 (Cycles, 8 samples), one
 Blender process, then streams the resulting shards for a few passes with 2 loader workers.
