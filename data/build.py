@@ -81,6 +81,7 @@ def render_asset(job: dict) -> dict:
     from data import render_blender
     from data.images import motion_score
     from data.objaverse import motion_check
+    from data.record import SampleRecord
     from data.shards import encode_sample, sample_key, write_shard
 
     settings = RenderSettings(**{**job["settings"], "threads": job["threads"]})
@@ -98,15 +99,15 @@ def render_asset(job: dict) -> dict:
             if job["motion_filter"] and not motion.keep:  # static or broken animations teach nothing about motion
                 dropped.append({"clip": clip["name"], "reason": f"motion filter: {motion}"})
                 continue
-            meta = {
-                **clip["meta"], "asset_id": job["asset_id"], "clip": clip["name"], "clip_index": clip["index"],
-                "orbit": orbit, "caption": clip["caption"], "orbit_views": settings.views,
-                "extra_views": settings.extra_views, "fps": rendered.fps, "duration": rendered.duration,
-                "times": rendered.times.tolist(), "c2w": rendered.c2w.tolist(), "K": rendered.K.tolist(),
-                "elevations": rendered.elevations, "azimuths": rendered.azimuths, "center": rendered.center,
-                "scale": rendered.scale, "samples": settings.samples, "seed": seed, "motion": str(motion),
-                "motion_score": motion_score(ring),
-            }
+            provenance = {k: clip["meta"].get(k, "") for k in ("source", "licence", "credit")}
+            meta = SampleRecord(
+                caption=clip["caption"], times=rendered.times.tolist(), c2w=rendered.c2w.tolist(), K=rendered.K.tolist(),
+                orbit_views=settings.views, asset_id=job["asset_id"], clip=clip["name"], clip_index=clip["index"],
+                orbit=orbit, **provenance, extra_views=settings.extra_views, fps=rendered.fps, duration=rendered.duration,
+                elevations=rendered.elevations, azimuths=rendered.azimuths, center=rendered.center, scale=rendered.scale,
+                samples=settings.samples, seed=seed, motion=str(motion), motion_score=motion_score(ring),
+                extras={k: v for k, v in clip["meta"].items() if k not in provenance},
+            )
             samples.append(encode_sample(sample_key(job["asset_id"], clip["index"], orbit), rendered.images, meta, rendered.depth))
     if samples:
         write_shard(job["shard"], samples)

@@ -11,6 +11,7 @@ import webdataset as wds
 
 from data import cameras, stream
 from data.assets import AssetError, list_clips
+from data.record import SampleRecord
 from data.shards import decode_sample, encode_sample, write_shard
 
 from conftest import shared_asset
@@ -61,13 +62,13 @@ def test_object_vertices_project_onto_rendered_silhouette_in_every_view(demo_sha
     from data import render_blender as rb
 
     batch = _one(demo_shards / "train", "CesiumMan")
-    meta = json.loads(next(iter(wds.WebDataset(str(demo_shards / "train" / "CesiumMan.tar"), shardshuffle=False)))["json"])
-    start, end, fps = rb.import_clip(shared_asset("CesiumMan.glb"), meta["clip"])
+    meta = SampleRecord.from_json(next(iter(wds.WebDataset(str(demo_shards / "train" / "CesiumMan.tar"), shardshuffle=False)))["json"])
+    start, end, fps = rb.import_clip(shared_asset("CesiumMan.glb"), meta.clip)
     frames, _ = rb.clip_frames(start, end, fps, 4, 4.0)
     for f in (0, 2):
         rb._set_frame(rb._bpy().context.scene, frames[f])
         verts = cameras.blender_to_gltf_points(torch.from_numpy(rb.evaluated_vertices()))  # [N, 3] asset units
-        verts = (verts - torch.tensor(meta["center"])) * meta["scale"]  # [N, 3] normalised object frame
+        verts = (verts - torch.tensor(meta.center)) * meta.scale  # [N, 3] normalised object frame
         assert verts.norm(dim=-1).max() <= cameras.OBJECT_RADIUS + 1e-4  # the union box fits the sphere
         for v in range(6):
             uv, depth = cameras.project_points(verts, batch["c2w"][0, v, f], batch["K"][0, v])
@@ -127,9 +128,9 @@ def test_build_skips_bad_files_with_a_message(tmp_path, capsys):
 
 
 def test_corrupt_and_truncated_samples_are_skipped_and_counted(tmp_path):
-    good = encode_sample("good", np.zeros((1, 2, 8, 8, 4), np.uint8), {
-        "caption": "x", "orbit_views": 1, "times": [0.0, 1.0], "c2w": torch.eye(4).expand(1, 2, 4, 4).tolist(),
-        "K": cameras.intrinsics_from_fov(40)[None].tolist()})
+    good = encode_sample("good", np.zeros((1, 2, 8, 8, 4), np.uint8), SampleRecord(
+        caption="x", orbit_views=1, times=[0.0, 1.0], c2w=torch.eye(4).expand(1, 2, 4, 4).tolist(),
+        K=cameras.intrinsics_from_fov(40)[None].tolist()))
     bad_png = {**good, "__key__": "badpng", "png": b"not a png"}
     no_json = {"__key__": "nojson", "png": good["png"]}
     write_shard(tmp_path / "a.tar", [good, bad_png, no_json, {**good, "__key__": "good2"}])
