@@ -89,9 +89,9 @@ def decode_sample(sample: dict) -> dict:
     """Tensors from a raw webdataset sample (bytes under 'json' and 'png', and 'depth.png' where present).
 
     Returns images [V, F, 4, H, W] float in [0, 1], c2w [V, F, 4, 4], K [V, 3, 3], times [F],
-    caption (str, the canonical one), key (str), meta (a `SampleRecord`, of any format version) and, only for samples that carry it, depth [V, F, 1, H, W]
-    (normalised units along each camera's z axis, 0: no surface). Raises ValueError when the sample is
-    incomplete or its parts disagree, so the loader can skip it.
+    caption (str, the canonical one), key (str), meta (a `SampleRecord`, of any format version) and, only for
+    samples that carry it, depth [V, F, 1, H, W] (normalised units along each camera's z axis, 0: no surface).
+    Raises ValueError when the sample is incomplete or its parts disagree, so the loader can skip it.
     """
     missing = {"json", "png"} - sample.keys()
     if missing:
