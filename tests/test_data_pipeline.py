@@ -57,6 +57,16 @@ def test_subset_picks_ring_views_extras_and_a_frame_window(demo_shards):
         stream.choose_subset(first_train_sample(demo_shards), stream.Subset(views=5), random.Random(0))
 
 
+def test_shards_carry_phrasings_and_kind_and_training_draws_among_the_phrasings(demo_shards):
+    sample = decode_sample(next(iter(wds.WebDataset(str(demo_shards / "train" / "CesiumMan.tar"), shardshuffle=False))))
+    record = sample["meta"]
+    assert record.format_version == 3 and record.kind == "character" and record.licence.startswith("CC BY 4.0")
+    assert record.captions == ["a man walking", "a walking man", "a person walking"] and sample["caption"] == "a man walking"
+    drawn = {stream.choose_subset(sample, stream.Subset(), random.Random(seed))["caption"] for seed in range(30)}
+    assert drawn == set(record.captions)  # the model sees every phrasing, not one template
+    assert stream.choose_subset(sample, stream.Subset(random=False), random.Random(0))["caption"] == "a man walking"
+
+
 def test_object_vertices_project_onto_rendered_silhouette_in_every_view(demo_shards):
     """Cameras are right: the posed mesh, moved into the stored object frame, lands on the rendered alpha."""
     from data import render_blender as rb
@@ -95,7 +105,8 @@ def test_split_is_by_asset_and_recorded_in_the_manifest(demo_shards):
     val = {p.stem for p in (demo_shards / "val").glob("*.tar")}
     assert val == {"QuaterniusWolf"} and not train & val and len(train) == 3
     assert all(manifest["assets"][a]["split"] == "train" and manifest["assets"][a]["status"] == "done" for a in train)
-    assert manifest["assets"]["CesiumMan"]["licence"].startswith("CC BY 4.0")
+    assert manifest["assets"]["CesiumMan"]["licence"].startswith("CC BY 4.0") and manifest["assets"]["CesiumMan"]["kind"] == "character"
+    assert manifest["assets"]["QuaterniusWolf"]["clips"][0]["orbits"] == 1 and manifest["assets"]["BoxAnimated"]["seconds"] > 0
 
 
 def test_rebuild_skips_what_is_written(demo_shards, capsys):
