@@ -75,7 +75,7 @@ def held_out_scores(gaussians, c2w: torch.Tensor, K: torch.Tensor, sample: dict,
 def held_out_cameras(sample: dict, ring: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The extra (held-out) views' cameras c2w [1, E, F, 4, 4], K [1, E, 3, 3], turned about +Y until ring view 0 sits at
     azimuth 0, where the pipeline (and the SDS baseline) put the view they are given."""
-    azimuth = sample["meta"][0]["azimuths"][0]
+    azimuth = sample["meta"][0].azimuths[0]
     return rotate_about_up(sample["c2w"][:, ring:], -azimuth), sample["K"][:, ring:]
 
 
@@ -118,13 +118,13 @@ def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int
         recon = head(rgb[:, :ring], c2w[:, :ring], K[:, :ring])  # [1, F, N]
     metrics["recon"], recon_views = held_out_scores(recon, c2w[:, held_out], K[:, held_out], sample, held_out)
 
-    caption, F, elevation = sample["caption"][0], rgb.shape[2], sample["meta"][0]["elevations"][0]
+    caption, F, elevation = sample["caption"][0], rgb.shape[2], sample["meta"][0].elevations[0]
     video, video4d = feed_forward(pipeline, head, caption, {"video": rgb[0, 0]}, ring, F, size, elevation, steps, seed)
     video_cameras = held_out_cameras(sample, ring)  # camera-z depth is unchanged by the turn about +Y
     video_scores, video_views = held_out_scores(video4d, *video_cameras, sample, held_out)
     metrics["video_to_4d"] = video_scores | generated_measures(video.images[1:], truth_ring[1:], patch)
 
-    azimuth = sample["meta"][0]["azimuths"][0]  # at the truth's ring cameras, so silhouettes can be compared
+    azimuth = sample["meta"][0].azimuths[0]  # at the truth's ring cameras, so silhouettes can be compared
     text, text4d = feed_forward(pipeline, head, caption, {}, ring, F, size, elevation, steps, seed, azimuth)
     rerendered = render_at(text4d, text.c2w[None], text.K[None], size)  # [1, V, F, 3, H, W]
     metrics["text_to_4d"] = {**{f"consistency_{k}": v for k, v in scores(rerendered, text.images[None]).items()},
@@ -264,7 +264,7 @@ def compare_clip(pipeline, head, sample: dict, task: str, args, learned) -> tupl
     device = next(head.parameters()).device
     rgb = composite(sample["images"], 1.0)  # [1, V, F, 3, H, W] over white
     ring, F, size = args.views, rgb.shape[2], rgb.shape[-2:]
-    caption, elevation = sample["caption"][0], sample["meta"][0]["elevations"][0]
+    caption, elevation = sample["caption"][0], sample["meta"][0].elevations[0]
     given = {"video": {"video": rgb[0, 0]}, "image": {"image": rgb[0, 0, 0]}, "text": {}}[task]
     (generated, ff), ff_cost = measure(device, feed_forward, pipeline, head, caption, given, ring, F, size, elevation, args.steps, args.seed)
     sds_config = SDSConfig(iters=args.sds_iters, num_gaussians=args.sds_gaussians, views=ring, frames=F, seed=args.seed)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from data.assets import find_assets, list_clips
 from data.render_blender import RenderSettings, render_clip
+from data.record import SampleRecord
 from data.shards import encode_sample, write_shard
 from data.stream import Subset, make_loader
 
@@ -26,7 +27,7 @@ def bench_render(clips, settings: RenderSettings, out: Path) -> float:
     start = time.perf_counter()
     for i, clip in enumerate(clips):
         r = render_clip(clip.path, clip.name, settings)
-        meta = {"caption": clip.caption, "orbit_views": settings.views, "times": r.times.tolist(), "c2w": r.c2w.tolist(), "K": r.K.tolist()}
+        meta = SampleRecord(caption=clip.caption, orbit_views=settings.views, times=r.times.tolist(), c2w=r.c2w.tolist(), K=r.K.tolist())
         write_shard(out / f"{i:03d}.tar", [encode_sample(f"clip{i:03d}", r.images, meta)])
     return (time.perf_counter() - start) / len(clips)
 

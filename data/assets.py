@@ -1,19 +1,21 @@
 """Animated asset discovery: which files and clips exist, and their captions, without Blender.
 
-A clip is one glTF animation of one file. Reading the glTF JSON here (pygltflib) is cheap, so the build
-can plan and validate its work, and report a bad file clearly, before any Blender process starts.
+A clip is one glTF animation of one file. Only the file's JSON document is read here (for a .glb, its first chunk;
+pygltflib would decode every accessor into objects, seconds per animated character), so the build can plan and
+validate its work, and report a bad file clearly, before any Blender process starts.
+Captions come from the file and clip names (data/captions.py) unless the file carries its own.
 """
 from __future__ import annotations
 
+import json
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pygltflib
+from data.captions import Description, describe
 
 GLTF_SUFFIXES = (".glb", ".gltf")
-# Words that name a collection or a technique rather than the object itself.
-_NOT_THE_OBJECT = {"animated", "quaternius", "rigged", "simple", "morph", "stress", "test", "skin"}
 
 
 class AssetError(ValueError):
@@ -28,7 +30,11 @@ class Clip:
     path: Path
     index: int  # position of the animation in the glTF file
     name: str  # the animation's name (the importer's name for unnamed ones: Anim_<i>)
-    caption: str
+    caption: str  # the canonical caption, captions[0]
+    captions: tuple[str, ...] = ()  # phrasings of the caption, the canonical one first
+    kind: str = ""  # the asset's family, for balancing ("mammal", "procedural fish"; data.captions)
+    motion: str = ""  # what the clip shows: two clips of a file with the same motion show the same thing
+    priority: int = 0  # 0 the asset's signature motion ... 3 death (data.captions.Description)
     meta: dict = field(default_factory=dict, compare=False)  # licence, author, source, ...
 
 
@@ -37,52 +43,56 @@ def asset_id_for(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", Path(path).stem)
 
 
-def _words(name: str) -> list[str]:
-    """'QuaterniusStag' -> ['quaternius', 'stag']; 'AnimalArmature|Gallop_Jump' -> ['gallop', 'jump']."""
-    name = name.split("|")[-1]
-    return [w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name)]
+def _description(path: Path, clip_name: str, meta: dict) -> Description:
+    """The clip's captions: the file's own (a procedural asset's, an Objaverse object's) or made from the names."""
+    if not meta.get("caption"):
+        return describe(path.stem, clip_name)
+    captions = tuple(meta.get("captions") or [meta["caption"]])
+    kind = f"procedural {meta['family']}" if meta.get("family") else "objaverse" if meta.get("objaverse") else "other"
+    return Description(captions, kind, captions[0], 0)
 
 
-def caption_for(asset_name: str, clip_name: str) -> str:
-    """A plain caption from an asset's and a clip's names: ('QuaterniusStag', 'AnimalArmature|Gallop') -> 'a stag, gallop'."""
-    noun = " ".join(w for w in _words(asset_name) if w not in _NOT_THE_OBJECT) or " ".join(_words(asset_name))
-    motion = " ".join(_words(clip_name))
-    if re.fullmatch(r"(anim|animation|action)? ?\d*", motion):  # unnamed clips say nothing about the motion
-        return f"a {noun}"
-    return f"a {noun}, {motion}"
+GLB_MAGIC, GLB_JSON_CHUNK = b"glTF", 0x4E4F534A  # the binary container's magic and its JSON chunk type
 
 
-def _load_gltf(path: Path) -> pygltflib.GLTF2:
+def _gltf_json(path: Path) -> dict:
+    """The JSON document of a .gltf file or of a .glb file's first chunk; AssetError for anything else."""
     if not path.is_file():
         raise AssetError(f"{path}: no such file")
     if path.suffix.lower() not in GLTF_SUFFIXES:
         raise AssetError(f"{path}: not a glTF file (expected {' or '.join(GLTF_SUFFIXES)})")
+    data = path.read_bytes()
     try:
-        gltf = pygltflib.GLTF2().load(str(path))
-    except Exception as err:  # pygltflib raises many kinds of errors on bad bytes
+        if data[:4] == GLB_MAGIC:
+            length, chunk_type = struct.unpack_from("<II", data, 12)  # header: magic, version, total length
+            if chunk_type != GLB_JSON_CHUNK:
+                raise ValueError("the first chunk is not JSON")
+            data = data[20:20 + length]
+        doc = json.loads(data)
+    except (ValueError, struct.error) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise AssetError(f"{path}: not a readable glTF file ({type(err).__name__}: {err})") from None
-    if gltf is None or not gltf.asset or not gltf.asset.version:
+    if not isinstance(doc, dict) or not isinstance(doc.get("asset"), dict) or not doc["asset"].get("version"):
         raise AssetError(f"{path}: not a readable glTF file (no asset header)")
-    return gltf
+    return doc
 
 
 def list_clips(path: str | Path, meta: dict | None = None) -> list[Clip]:
     """The animation clips of a glTF/GLB file, in file order.
 
-    A caption stored by the generator in `asset.extras["caption"]` wins over one made from the names.
+    Captions stored by the generator in `asset.extras` ("caption", "captions") win over those made from the names.
     Raises AssetError for a missing, unreadable or unanimated file.
     """
     path = Path(path)
-    gltf = _load_gltf(path)
-    if not gltf.animations:
+    doc = _gltf_json(path)
+    if not doc.get("animations"):
         raise AssetError(f"{path}: the file has no animation")
-    extras = gltf.asset.extras if isinstance(gltf.asset.extras, dict) else {}
+    extras = doc["asset"].get("extras") if isinstance(doc["asset"].get("extras"), dict) else {}
     meta = {**{k: v for k, v in extras.items() if k != "params"}, **(meta or {})}
     clips = []
-    for i, anim in enumerate(gltf.animations):
-        name = anim.name or f"Anim_{i}"
-        caption = meta.get("caption") or caption_for(path.stem, name)
-        clips.append(Clip(asset_id_for(path), path, i, name, caption, meta))
+    for i, anim in enumerate(doc["animations"]):
+        name = anim.get("name") or f"Anim_{i}"
+        d = _description(path, name, meta)
+        clips.append(Clip(asset_id_for(path), path, i, name, d.captions[0], d.captions, d.kind, d.motion, d.priority, meta))
     return clips
 
 

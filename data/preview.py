@@ -1,6 +1,7 @@
 """Contact sheet of shards: one labelled RGBA grid (rows = views, columns = frames) per sample, for people.
 
     python -m data.preview shards/demo/train --out previews/demo.png --max-samples 12
+    python -m data.preview 'shards/v2/train/animals-*.tar' --per-shard 2 --views 4 --out previews/mammals.png
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import webdataset as wds
 from PIL import Image, ImageDraw
 
 from data.atomic import atomic_path
-from data.cli import Failure, check_output, entry_point, positive_int
+from data.cli import Failure, check_output, entry_point, non_negative_int, positive_int
 from data.shards import decode_sample, images_to_grid
 from data.stream import SKIPPED, resolve_shards
 
@@ -33,9 +34,11 @@ def grid_image(rows: torch.Tensor) -> Image.Image:
     return Image.fromarray(images_to_grid(pixels))
 
 
-def sample_tile(sample: dict) -> Image.Image:
-    """A decoded sample's RGBA grid composited over a checkerboard, with its caption and key above it."""
-    images = (sample["images"].permute(0, 1, 3, 4, 2).numpy() * 255).round().astype(np.uint8)  # [V, F, H, W, 4]
+def sample_tile(sample: dict, views: int = 0) -> Image.Image:
+    """A decoded sample's RGBA grid (its first `views` views; 0: all) composited over a checkerboard, with its caption
+    and key above it."""
+    shown = sample["images"][:views] if views else sample["images"]
+    images = (shown.permute(0, 1, 3, 4, 2).numpy() * 255).round().astype(np.uint8)  # [V, F, H, W, 4]
     grid = images_to_grid(images).astype(np.float32)  # [V*H, F*W, 4]
     alpha = grid[..., 3:] / 255
     rgb = grid[..., :3] * alpha + _checker(*grid.shape[:2]) * (1 - alpha)
@@ -45,12 +48,16 @@ def sample_tile(sample: dict) -> Image.Image:
     return tile
 
 
-def contact_sheet(shards, max_samples: int = 12, columns: int = 2) -> Image.Image:
-    """Tiles of the first `max_samples` samples of `shards`, laid out in `columns` columns."""
-    tiles = []
+def contact_sheet(shards, max_samples: int = 12, columns: int = 2, per_shard: int = 0, views: int = 0) -> Image.Image:
+    """Tiles of the first `max_samples` samples of `shards` (at most `per_shard` of each shard, 0: no limit; the first
+    `views` views of each, 0: all), laid out in `columns` columns."""
+    tiles, taken = [], {}
     # Unreadable shards and samples are skipped with a warning (as in training), so a sheet of nothing is an error.
     for raw in wds.WebDataset(resolve_shards(shards), shardshuffle=False, empty_check=False, handler=SKIPPED):
-        tiles.append(sample_tile(decode_sample(raw)))
+        taken[raw["__url__"]] = taken.get(raw["__url__"], 0) + 1
+        if per_shard and taken[raw["__url__"]] > per_shard:
+            continue
+        tiles.append(sample_tile(decode_sample(raw), views))
         if len(tiles) == max_samples:
             break
     if not tiles:
@@ -71,10 +78,12 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, required=True, help="PNG file to write")
     p.add_argument("--max-samples", type=positive_int, default=12)
     p.add_argument("--columns", type=positive_int, default=2)
+    p.add_argument("--per-shard", type=non_negative_int, default=0, help="at most N samples of each shard (asset); 0: no limit")
+    p.add_argument("--views", type=non_negative_int, default=0, help="show the first N views (4: the orbit ring); 0: all")
     args = p.parse_args(argv)
     check_output(args.out, folder=False)
     try:
-        sheet = contact_sheet(args.shards, args.max_samples, args.columns)
+        sheet = contact_sheet(args.shards, args.max_samples, args.columns, args.per_shard, args.views)
     except ValueError as err:  # no shards, no samples in them
         raise Failure(str(err)) from None
     with atomic_path(args.out) as tmp:

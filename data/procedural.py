@@ -7,8 +7,8 @@ parameters ("a small red ball bouncing", "a blue four-legged animal walking fast
 
 Conventions: glTF's (+Y up, the object's front faces +Z, metres, roughly unit size, standing on y = 0 or,
 for things that fly or swim, centred at y = 0.5). Keyframes are sampled at FPS per second with LINEAR
-interpolation. The caption travels in the file: `asset.extras` holds
-{"caption", "family", "params", "generator": "zoetrope4d.procedural"}.
+interpolation. The captions travel in the file: `asset.extras` holds
+{"caption", "captions" (the caption first, then shorter phrasings), "family", "params", "generator": "zoetrope4d.procedural"}.
 
 Families (FAMILIES): quadruped (walk), biped (walk), bird (flap), fish (swim), snake (slither) are skinned
 meshes driven by a joint hierarchy; ball (bounce, squash and stretch), top (spin with precession),
@@ -16,7 +16,7 @@ plant (grow) and box (open) animate node translation/rotation/scale.
 
 Public API:
     FAMILIES: dict[str, Callable[[np.random.Generator], ProceduralAsset]]
-    ProceduralAsset(name, family, caption, clip, params, gltf); .to_bytes() -> bytes; .save(path)
+    ProceduralAsset(name, family, caption, captions, clip, params, gltf); .to_bytes() -> bytes; .save(path)
     make_asset(index: int, seed: int = 0, family: str | None = None) -> ProceduralAsset
     write_assets(n: int, out_dir, seed: int = 0) -> list[Path]
     python -m data.procedural --count 12 --out DIR --seed 0
@@ -289,6 +289,13 @@ def _sentence(*words: str) -> str:
     return ("an " if text[0] in "aeiou" else "a ") + text
 
 
+def _captions(size: str, colour: str, subject: str, adverb: str) -> list[str]:
+    """The full caption first ("a small red ball bouncing high"), then shorter ones a person might write as well:
+    without the size and speed words, without the colour, the subject alone."""
+    phrasings = [_sentence(size, colour, subject, adverb), _sentence(colour, subject), _sentence(size, subject, adverb), _sentence(subject)]
+    return list(dict.fromkeys(phrasings))
+
+
 # ----------------------------------------------------------------------------------------------------
 # The glTF document
 
@@ -299,7 +306,8 @@ class ProceduralAsset:
 
     name: str
     family: str
-    caption: str
+    caption: str  # the full caption, captions[0]
+    captions: tuple[str, ...]  # phrasings of the caption, the full one first
     clip: str  # the name of its one animation
     params: dict
     gltf: pygltflib.GLTF2 = field(repr=False)
@@ -430,8 +438,8 @@ class _Builder:
             values = values * np.concatenate([[1.0], signs])[:, None].astype(np.float32)
         self.channels.append((node, path, values))
 
-    def finish(self, family: str, clip: str, caption: str, params: dict) -> ProceduralAsset:
-        """The ProceduralAsset holding this document, its one animation named `clip` and the caption in `asset.extras`."""
+    def finish(self, family: str, clip: str, captions: list[str], params: dict) -> ProceduralAsset:
+        """The ProceduralAsset holding this document, its one animation named `clip` and the captions in `asset.extras`."""
         times = self.accessor(self.times, bounds=True)
         samplers, channels = [], []
         for node, path, values in self.channels:
@@ -442,9 +450,9 @@ class _Builder:
         self.gltf.buffers.append(pygltflib.Buffer(byteLength=len(self.blob)))
         self.gltf.set_binary_blob(bytes(self.blob))
         params = {k: round(v, 4) if isinstance(v, float) else v for k, v in params.items()}  # derived sizes too
-        extras = {"caption": caption, "family": family, "params": params, "generator": GENERATOR}
+        extras = {"caption": captions[0], "captions": captions, "family": family, "params": params, "generator": GENERATOR}
         self.gltf.asset = pygltflib.Asset(version="2.0", generator=GENERATOR, extras=extras)
-        return ProceduralAsset(name=family, family=family, caption=caption, clip=clip, params=params, gltf=self.gltf)
+        return ProceduralAsset(name=family, family=family, caption=captions[0], captions=tuple(captions), clip=clip, params=params, gltf=self.gltf)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -519,8 +527,8 @@ def quadruped(rng: np.random.Generator) -> ProceduralAsset:
     b.animate(b.joints[tail], "rotation", quat(Y_AXIS, 0.5 * np.sin(phase)))
 
     params = dict(colour=colour, size=size, speed=speed, body_length=body_len, leg_length=leg_len, swing=swing, knee_bend=bend)
-    caption = _sentence(_grade(size, 0.9, 1.15, ("small", "large")), colour, "four-legged animal walking", _pace(speed))
-    return b.finish("quadruped", "walk", caption, params)
+    captions = _captions(_grade(size, 0.9, 1.15, ("small", "large")), colour, "four-legged animal walking", _pace(speed))
+    return b.finish("quadruped", "walk", captions, params)
 
 
 def biped(rng: np.random.Generator) -> ProceduralAsset:
@@ -554,8 +562,8 @@ def biped(rng: np.random.Generator) -> ProceduralAsset:
     b.animate(b.joints[pelvis], "translation", np.outer(np.max(reach, axis=0), Y_AXIS))  # the lowest foot on y = 0
 
     params = dict(colour=colour, size=size, speed=speed, leg_length=leg_len, torso_length=torso_len, swing=swing)
-    caption = _sentence(_grade(size, 0.95, 1.1, ("short", "tall")), colour, "two-legged figure walking", _pace(speed))
-    return b.finish("biped", "walk", caption, params)
+    captions = _captions(_grade(size, 0.95, 1.1, ("short", "tall")), colour, "two-legged figure walking", _pace(speed))
+    return b.finish("biped", "walk", captions, params)
 
 
 def bird(rng: np.random.Generator) -> ProceduralAsset:
@@ -589,8 +597,8 @@ def bird(rng: np.random.Generator) -> ProceduralAsset:
     b.animate(b.joints[root], "translation", centre - np.outer(0.05 * size * np.sin(phase), Y_AXIS))
 
     params = dict(colour=colour, size=size, speed=speed, wing_span=2 * span, flap=flap)
-    caption = _sentence(_grade(size, 0.9, 1.1, ("small", "large")), colour, "bird flapping its wings", _pace(speed))
-    return b.finish("bird", "flap", caption, params)
+    captions = _captions(_grade(size, 0.9, 1.1, ("small", "large")), colour, "bird flapping its wings", _pace(speed))
+    return b.finish("bird", "flap", captions, params)
 
 
 def _undulate(b: _Builder, bones: list[int], phase: np.ndarray, amplitude: float, wavelength: float, growth: float) -> None:
@@ -623,8 +631,8 @@ def fish(rng: np.random.Generator) -> ProceduralAsset:
     _undulate(b, bones, phase, amplitude, wavelength=0.8, growth=0.5)
 
     params = dict(colour=colour, size=size, speed=speed, length=length, height=height, amplitude=amplitude)
-    caption = _sentence(_grade(size, 0.9, 1.1, ("small", "large")), colour, "fish swimming", _pace(speed))
-    return b.finish("fish", "swim", caption, params)
+    captions = _captions(_grade(size, 0.9, 1.1, ("small", "large")), colour, "fish swimming", _pace(speed))
+    return b.finish("fish", "swim", captions, params)
 
 
 def snake(rng: np.random.Generator) -> ProceduralAsset:
@@ -647,8 +655,8 @@ def snake(rng: np.random.Generator) -> ProceduralAsset:
     _undulate(b, bones, phase, amplitude, wavelength=0.9, growth=0.0)
 
     params = dict(colour=colour, size=size, speed=speed, length=length, radius=radius, amplitude=amplitude)
-    caption = _sentence(_grade(length, 1.05, 1.5, ("short", "long")), colour, "snake slithering", _pace(speed))
-    return b.finish("snake", "slither", caption, params)
+    captions = _captions(_grade(length, 1.05, 1.5, ("short", "long")), colour, "snake slithering", _pace(speed))
+    return b.finish("snake", "slither", captions, params)
 
 
 def ball(rng: np.random.Generator) -> ProceduralAsset:
@@ -669,8 +677,8 @@ def ball(rng: np.random.Generator) -> ProceduralAsset:
     b.animate(node, "scale", np.stack([squeeze, stretch_y, squeeze], axis=1))
 
     params = dict(colour=colour, radius=radius, height=height, speed=speed, squash=squash)
-    caption = _sentence(_grade(radius, 0.14, 0.21, ("small", "big")), colour, "ball bouncing", _grade(height, 0.55, 0.75, ("low", "high")))
-    return b.finish("ball", "bounce", caption, params)
+    captions = _captions(_grade(radius, 0.14, 0.21, ("small", "big")), colour, "ball bouncing", _grade(height, 0.55, 0.75, ("low", "high")))
+    return b.finish("ball", "bounce", captions, params)
 
 
 def top(rng: np.random.Generator) -> ProceduralAsset:
@@ -695,8 +703,8 @@ def top(rng: np.random.Generator) -> ProceduralAsset:
     b.animate(node, "rotation", quat_mul(quat(Y_AXIS, turn), quat_mul(quat(X_AXIS, lean), spin_about_axis)))
 
     params = dict(colour=colour, stripe=stripe, radius=radius, height=height, stripes=stripes, spin=spin, precession=precession, tilt=tilt)
-    caption = _sentence(colour, "and", stripe, "toy top spinning", _grade(spin, 1.5, 2.4, ("slowly", "fast")))
-    return b.finish("top", "spin", caption, params)
+    captions = _captions("", f"{colour} and {stripe}", "toy top spinning", _grade(spin, 1.5, 2.4, ("slowly", "fast")))
+    return b.finish("top", "spin", captions, params)
 
 
 def plant(rng: np.random.Generator) -> ProceduralAsset:
@@ -728,9 +736,9 @@ def plant(rng: np.random.Generator) -> ProceduralAsset:
     b.animate(head, "scale", np.repeat(0.01 + 0.99 * smoothstep((times / duration - 0.65) / 0.3)[:, None], 3, axis=1))
 
     params = dict(leaf_colour=leaf_colour, flower=flower, height=height, leaves=leaves, leaf_length=leaf_len, duration=duration)
-    caption = _sentence(_grade(height, 0.65, 0.8, ("short", "tall")), leaf_colour, f"plant with {_sentence(flower, 'flower')} growing",
-                        _grade(duration, 2.0, 2.6, ("fast", "slowly")))
-    return b.finish("plant", "grow", caption, params)
+    captions = _captions(_grade(height, 0.65, 0.8, ("short", "tall")), leaf_colour, f"plant with {_sentence(flower, 'flower')} growing",
+                         _grade(duration, 2.0, 2.6, ("fast", "slowly")))
+    return b.finish("plant", "grow", captions, params)
 
 
 def chest(rng: np.random.Generator) -> ProceduralAsset:
@@ -755,8 +763,8 @@ def chest(rng: np.random.Generator) -> ProceduralAsset:
 
     params = dict(colour=colour, width=width, depth=depth, height=height, opening_degrees=opening, duration=duration)
     size = _grade(width * depth * height, 0.08, 0.16, ("small", "large"))
-    caption = _sentence(size, colour, "box opening", _grade(duration, 1.4, 2.1, ("quickly", "slowly")))
-    return b.finish("box", "open", caption, params)
+    captions = _captions(size, colour, "box opening", _grade(duration, 1.4, 2.1, ("quickly", "slowly")))
+    return b.finish("box", "open", captions, params)
 
 
 FAMILIES: dict[str, Callable[[np.random.Generator], ProceduralAsset]] = {

@@ -1,6 +1,7 @@
 """The shard sample format: one RGBA grid image, an optional depth grid, JSON metadata, and an atomic shard writer.
 
-A sample holds `__key__` (asset/clip/orbit id), `json` (caption, provenance, cameras, times, sizes) and `png`:
+A sample holds `__key__` (asset/clip/orbit id), `json` (a `data.record.SampleRecord`: captions, provenance, cameras,
+times, sizes) and `png`:
 one lossless RGBA image whose rows are views and columns are frames, so a person can open it and see
 the whole clip at a glance. Shards are webdataset tar files written under a temporary name and renamed
 when complete, so a crash never leaves a half shard under the final name.
@@ -14,8 +15,8 @@ half of it (about 2e-5 for these cameras). Samples without `depth.png` (older sh
 from __future__ import annotations
 
 import io
-import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,8 @@ import webdataset as wds
 from PIL import Image
 
 from data.atomic import atomic_path
+from data.record import FORMAT_VERSION, SampleRecord
 
-FORMAT_VERSION = 2  # 2: optional depth.png
 DEPTH_LEVELS = 65535  # the largest 16-bit depth value
 
 
@@ -55,11 +56,12 @@ def _png_bytes(grid: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def encode_sample(key: str, images: np.ndarray, meta: dict, depth: np.ndarray | None = None) -> dict:
-    """A webdataset sample dict from uint8 images [V, F, H, W, 4], JSON-able metadata and optionally depth
-    float [V, F, H, W] (normalised units, 0: no surface; see the module docstring for how it is stored)."""
+def encode_sample(key: str, images: np.ndarray, record: SampleRecord, depth: np.ndarray | None = None) -> dict:
+    """A webdataset sample dict from uint8 images [V, F, H, W, 4], its record and optionally depth float
+    [V, F, H, W] (normalised units, 0: no surface; see the module docstring for how it is stored). The record's
+    sizes, format version and depth unit are set here."""
     V, F, H, W, _ = images.shape
-    meta = {**meta, "format_version": FORMAT_VERSION, "V": V, "F": F, "H": H, "W": W}
+    meta = replace(record, format_version=FORMAT_VERSION, V=V, F=F, H=H, W=W, depth_unit=None)
     sample = {"__key__": key, "png": _png_bytes(images_to_grid(images))}
     if depth is not None:
         if depth.shape != (V, F, H, W) or not np.isfinite(depth).all() or (depth < 0).any():
@@ -67,47 +69,47 @@ def encode_sample(key: str, images: np.ndarray, meta: dict, depth: np.ndarray | 
         unit = max(float(depth.max()), 1e-6) / DEPTH_LEVELS
         levels = np.round(depth / unit).astype(np.uint16)[..., None]  # [V, F, H, W, 1]
         sample["depth.png"] = _png_bytes(images_to_grid(levels)[..., 0])
-        meta["depth_unit"] = unit
-    sample["json"] = json.dumps(meta).encode()
+        meta.depth_unit = unit
+    sample["json"] = meta.to_json().encode()
     return sample
 
 
-def _decode_depth(sample: dict, meta: dict) -> torch.Tensor:
+def _decode_depth(sample: dict, meta: SampleRecord) -> torch.Tensor:
     """Depth [V, F, 1, H, W] (normalised units, 0: no surface) of a sample's `depth.png`."""
-    V, F, H, W = meta["V"], meta["F"], meta["H"], meta["W"]
+    V, F, H, W = meta.V, meta.F, meta.H, meta.W
     grid = np.asarray(Image.open(io.BytesIO(sample["depth.png"])), dtype=np.float32)
-    if grid.shape != (V * H, F * W) or "depth_unit" not in meta:
-        raise ValueError(f"sample {sample['__key__']!r}: depth grid {grid.shape} (unit {meta.get('depth_unit')}) "
+    if grid.shape != (V * H, F * W) or meta.depth_unit is None:
+        raise ValueError(f"sample {sample['__key__']!r}: depth grid {grid.shape} (unit {meta.depth_unit}) "
                          f"does not match V={V} F={F} H={H} W={W}")
     levels = grid_to_images(grid[..., None], V, F)  # [V, F, H, W, 1]
-    return torch.from_numpy(levels.copy()).permute(0, 1, 4, 2, 3) * meta["depth_unit"]
+    return torch.from_numpy(levels.copy()).permute(0, 1, 4, 2, 3) * meta.depth_unit
 
 
 def decode_sample(sample: dict) -> dict:
     """Tensors from a raw webdataset sample (bytes under 'json' and 'png', and 'depth.png' where present).
 
     Returns images [V, F, 4, H, W] float in [0, 1], c2w [V, F, 4, 4], K [V, 3, 3], times [F],
-    caption (str), key (str), meta (dict) and, only for samples that carry it, depth [V, F, 1, H, W]
-    (normalised units along each camera's z axis, 0: no surface). Raises ValueError when the sample is
-    incomplete or its parts disagree, so the loader can skip it.
+    caption (str, the canonical one), key (str), meta (a `SampleRecord`, of any format version) and, only for
+    samples that carry it, depth [V, F, 1, H, W] (normalised units along each camera's z axis, 0: no surface).
+    Raises ValueError when the sample is incomplete or its parts disagree, so the loader can skip it.
     """
     missing = {"json", "png"} - sample.keys()
     if missing:
         raise ValueError(f"sample {sample.get('__key__')!r} lacks {sorted(missing)}")
-    meta = json.loads(sample["json"])
-    V, F, H, W = meta["V"], meta["F"], meta["H"], meta["W"]
+    meta = SampleRecord.from_json(sample["json"])
+    V, F, H, W = meta.V, meta.F, meta.H, meta.W
     grid = np.asarray(Image.open(io.BytesIO(sample["png"])).convert("RGBA"))
     if grid.shape != (V * H, F * W, 4):
         raise ValueError(f"sample {sample['__key__']!r}: grid {grid.shape} does not match V={V} F={F} H={H} W={W}")
     images = torch.from_numpy(grid_to_images(grid, V, F).copy()).permute(0, 1, 4, 2, 3)  # [V, F, 4, H, W]
-    c2w = torch.tensor(meta["c2w"], dtype=torch.float32)
-    K = torch.tensor(meta["K"], dtype=torch.float32)
-    times = torch.tensor(meta["times"], dtype=torch.float32)
+    c2w = torch.tensor(meta.c2w, dtype=torch.float32)
+    K = torch.tensor(meta.K, dtype=torch.float32)
+    times = torch.tensor(meta.times, dtype=torch.float32)
     if c2w.shape != (V, F, 4, 4) or K.shape != (V, 3, 3) or times.shape != (F,):
         raise ValueError(f"sample {sample['__key__']!r}: camera or time shapes do not match V={V} F={F}")
     decoded = {
         "images": images.float() / 255.0, "c2w": c2w, "K": K, "times": times,
-        "caption": meta["caption"], "key": sample["__key__"], "meta": meta,
+        "caption": meta.caption, "key": sample["__key__"], "meta": meta,
     }
     if "depth.png" in sample:
         decoded["depth"] = _decode_depth(sample, meta)

@@ -66,10 +66,11 @@ def resolve_shards(spec: str | Path | list) -> list[str]:
 class Subset:
     """Which views and frames of a stored clip to keep.
 
-    Stored clips hold an orbit ring (the first `meta['orbit_views']` views) then extra views.
+    Stored clips hold an orbit ring (the first `meta.orbit_views` views) then extra views.
     `views` ring views are taken evenly spaced around the ring (a random starting view when `random`),
     then `extra_views` extra views (random ones when `random`), then `frames` consecutive frames
-    (a random window when `random`) whose times are renormalised to [0, 1]. None keeps all.
+    (a random window when `random`) whose times are renormalised to [0, 1]. None keeps all. The caption is one of
+    the sample's phrasings (`SampleRecord.captions`), drawn when `random`, else the canonical one.
     """
 
     views: int | None = None
@@ -88,7 +89,8 @@ def _pick(total: int, wanted: int | None, what: str) -> int:
 
 def choose_subset(sample: dict, subset: Subset, rng: random.Random) -> dict:
     """Apply `subset` to a decoded sample (see `Subset`); returns a new sample dict."""
-    ring = sample["meta"].get("orbit_views", sample["images"].shape[0])
+    meta = sample["meta"]  # a data.record.SampleRecord
+    ring = meta.orbit_views
     extras = sample["images"].shape[0] - ring
     V = _pick(ring, subset.views, "ring views")
     E = 0 if subset.extra_views == 0 else _pick(extras, subset.extra_views, "extra views")
@@ -111,7 +113,9 @@ def choose_subset(sample: dict, subset: Subset, rng: random.Random) -> dict:
         "K": sample["K"][views],  # [V+E, 3, 3]
         "times": (times - times[0]) / span if F > 1 else torch.zeros(1),  # [F]
         # The whole stored clip's motion (data.images): stored by the build, computed for shards made before it was.
-        "motion": sample["meta"]["motion_score"] if "motion_score" in sample["meta"] else motion_score(sample["images"][:ring]),
+        "motion": meta.motion_score if meta.motion_score is not None else motion_score(sample["images"][:ring]),
+        # One of the clip's phrasings, so the model learns words rather than one template; the canonical one when fixed.
+        "caption": rng.choice(meta.captions) if subset.random else meta.caption,
     }
     if "depth" in sample:
         chosen["depth"] = sample["depth"][views, frames]  # [V+E, F, 1, H, W]
@@ -133,8 +137,8 @@ class _SubsetChooser:
 
 def collate(samples: list[dict]) -> dict:
     """Stack decoded samples into a batch: images [B, V, F, 4, H, W], c2w [B, V, F, 4, 4], K [B, V, 3, 3],
-    times [B, F], motion [B] (data.images.motion_score), and lists caption [B], key [B], meta [B] (the stored JSON,
-    for views as stored); and depth [B, V, F, 1, H, W] (0: no surface) when every sample carries depth (shards built
+    times [B, F], motion [B] (data.images.motion_score), and lists caption [B], key [B], meta [B] (each sample's
+    data.record.SampleRecord, for views as stored); and depth [B, V, F, 1, H, W] (0: no surface) when every sample carries depth (shards built
     with it)."""
     shapes = {tuple(s["images"].shape) for s in samples}
     if len(shapes) > 1:

@@ -11,6 +11,7 @@ import torch
 
 import benchmark
 from data.cameras import ring_azimuths
+from data.record import SampleRecord
 from data.shards import encode_sample, sample_key, write_shard
 from recon.synthetic import synthetic_clip
 
@@ -48,7 +49,7 @@ def write_synthetic_set(out: Path, val_asset: str = "spheres") -> Path:
     images = (clip["images"][0].permute(0, 1, 3, 4, 2) * 255).round().byte().numpy()  # [V, F, H, W, 4]
     meta = {"caption": clip["caption"][0], "c2w": clip["c2w"][0].tolist(), "K": clip["K"][0].tolist(),
             "times": clip["times"][0].tolist(), "orbit_views": 2, "elevations": elevations.tolist(), "azimuths": azimuths.tolist()}
-    write_shard(out / "val" / f"{val_asset}.tar", [encode_sample(sample_key(val_asset, 0, 0), images, meta)])
+    write_shard(out / "val" / f"{val_asset}.tar", [encode_sample(sample_key(val_asset, 0, 0), images, SampleRecord(**meta))])
     manifest = {"assets": {val_asset: {"split": "val"}, "trained-thing": {"split": "train"}}}  # "train" wins a clash
     (out / "manifest.json").write_text(json.dumps(manifest))
     return out

@@ -11,6 +11,7 @@ import webdataset as wds
 
 from data import cameras, stream
 from data.assets import AssetError, list_clips
+from data.record import SampleRecord
 from data.shards import decode_sample, encode_sample, write_shard
 
 from conftest import shared_asset
@@ -56,18 +57,28 @@ def test_subset_picks_ring_views_extras_and_a_frame_window(demo_shards):
         stream.choose_subset(first_train_sample(demo_shards), stream.Subset(views=5), random.Random(0))
 
 
+def test_shards_carry_phrasings_and_kind_and_training_draws_among_the_phrasings(demo_shards):
+    sample = decode_sample(next(iter(wds.WebDataset(str(demo_shards / "train" / "CesiumMan.tar"), shardshuffle=False))))
+    record = sample["meta"]
+    assert record.format_version == 3 and record.kind == "character" and record.licence.startswith("CC BY 4.0")
+    assert record.captions == ["a man walking", "a walking man", "a person walking"] and sample["caption"] == "a man walking"
+    drawn = {stream.choose_subset(sample, stream.Subset(), random.Random(seed))["caption"] for seed in range(30)}
+    assert drawn == set(record.captions)  # the model sees every phrasing, not one template
+    assert stream.choose_subset(sample, stream.Subset(random=False), random.Random(0))["caption"] == "a man walking"
+
+
 def test_object_vertices_project_onto_rendered_silhouette_in_every_view(demo_shards):
     """Cameras are right: the posed mesh, moved into the stored object frame, lands on the rendered alpha."""
     from data import render_blender as rb
 
     batch = _one(demo_shards / "train", "CesiumMan")
-    meta = json.loads(next(iter(wds.WebDataset(str(demo_shards / "train" / "CesiumMan.tar"), shardshuffle=False)))["json"])
-    start, end, fps = rb.import_clip(shared_asset("CesiumMan.glb"), meta["clip"])
+    meta = SampleRecord.from_json(next(iter(wds.WebDataset(str(demo_shards / "train" / "CesiumMan.tar"), shardshuffle=False)))["json"])
+    start, end, fps = rb.import_clip(shared_asset("CesiumMan.glb"), meta.clip)
     frames, _ = rb.clip_frames(start, end, fps, 4, 4.0)
     for f in (0, 2):
         rb._set_frame(rb._bpy().context.scene, frames[f])
         verts = cameras.blender_to_gltf_points(torch.from_numpy(rb.evaluated_vertices()))  # [N, 3] asset units
-        verts = (verts - torch.tensor(meta["center"])) * meta["scale"]  # [N, 3] normalised object frame
+        verts = (verts - torch.tensor(meta.center)) * meta.scale  # [N, 3] normalised object frame
         assert verts.norm(dim=-1).max() <= cameras.OBJECT_RADIUS + 1e-4  # the union box fits the sphere
         for v in range(6):
             uv, depth = cameras.project_points(verts, batch["c2w"][0, v, f], batch["K"][0, v])
@@ -94,7 +105,8 @@ def test_split_is_by_asset_and_recorded_in_the_manifest(demo_shards):
     val = {p.stem for p in (demo_shards / "val").glob("*.tar")}
     assert val == {"QuaterniusWolf"} and not train & val and len(train) == 3
     assert all(manifest["assets"][a]["split"] == "train" and manifest["assets"][a]["status"] == "done" for a in train)
-    assert manifest["assets"]["CesiumMan"]["licence"].startswith("CC BY 4.0")
+    assert manifest["assets"]["CesiumMan"]["licence"].startswith("CC BY 4.0") and manifest["assets"]["CesiumMan"]["kind"] == "character"
+    assert manifest["assets"]["QuaterniusWolf"]["clips"][0]["orbits"] == 1 and manifest["assets"]["BoxAnimated"]["seconds"] > 0
 
 
 def test_rebuild_skips_what_is_written(demo_shards, capsys):
@@ -127,9 +139,9 @@ def test_build_skips_bad_files_with_a_message(tmp_path, capsys):
 
 
 def test_corrupt_and_truncated_samples_are_skipped_and_counted(tmp_path):
-    good = encode_sample("good", np.zeros((1, 2, 8, 8, 4), np.uint8), {
-        "caption": "x", "orbit_views": 1, "times": [0.0, 1.0], "c2w": torch.eye(4).expand(1, 2, 4, 4).tolist(),
-        "K": cameras.intrinsics_from_fov(40)[None].tolist()})
+    good = encode_sample("good", np.zeros((1, 2, 8, 8, 4), np.uint8), SampleRecord(
+        caption="x", orbit_views=1, times=[0.0, 1.0], c2w=torch.eye(4).expand(1, 2, 4, 4).tolist(),
+        K=cameras.intrinsics_from_fov(40)[None].tolist()))
     bad_png = {**good, "__key__": "badpng", "png": b"not a png"}
     no_json = {"__key__": "nojson", "png": good["png"]}
     write_shard(tmp_path / "a.tar", [good, bad_png, no_json, {**good, "__key__": "good2"}])

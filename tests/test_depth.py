@@ -8,14 +8,15 @@ import pytest
 import torch
 
 from data import cameras, stream
+from data.record import SampleRecord
 from data.shards import decode_sample, encode_sample
 
 from conftest import shared_asset
 
 
-def _meta(views: int, frames: int) -> dict:
-    return {"caption": "x", "orbit_views": views, "times": torch.linspace(0, 1, frames).tolist(),
-            "c2w": torch.eye(4).expand(views, frames, 4, 4).tolist(), "K": cameras.intrinsics_from_fov(40).expand(views, 3, 3).tolist()}
+def _meta(views: int, frames: int) -> SampleRecord:
+    return SampleRecord(caption="x", orbit_views=views, times=torch.linspace(0, 1, frames).tolist(),
+                        c2w=torch.eye(4).expand(views, frames, 4, 4).tolist(), K=cameras.intrinsics_from_fov(40).expand(views, 3, 3).tolist())
 
 
 def test_depth_round_trips_through_a_shard_sample_within_half_a_unit():
@@ -24,7 +25,7 @@ def test_depth_round_trips_through_a_shard_sample_within_half_a_unit():
     depth = rng.uniform(1.1, 2.1, (3, 2, 8, 8)).astype(np.float32)  # [V, F, H, W]
     depth[images[..., 3] < 128] = 0.0  # background: no surface
     sample = decode_sample(encode_sample("k", images, _meta(3, 2), depth))
-    unit = sample["meta"]["depth_unit"]
+    unit = sample["meta"].depth_unit
     assert sample["depth"].shape == (3, 2, 1, 8, 8)
     assert np.abs(sample["depth"][:, :, 0].numpy() - depth).max() <= unit / 2 + 1e-7
     assert torch.equal(sample["depth"][:, :, 0] == 0, torch.from_numpy(depth == 0))  # "no surface" survives exactly
@@ -34,7 +35,7 @@ def test_depth_round_trips_through_a_shard_sample_within_half_a_unit():
 def test_samples_without_depth_decode_and_batch_as_before():
     images = np.zeros((2, 3, 8, 8, 4), np.uint8)
     old = decode_sample(encode_sample("old", images, _meta(2, 3)))
-    assert "depth" not in old and "depth_unit" not in old["meta"]
+    assert "depth" not in old and old["meta"].depth_unit is None
     new = decode_sample(encode_sample("new", images, _meta(2, 3), np.ones((2, 3, 8, 8), np.float32)))
     assert "depth" not in stream.collate([old, new])  # a batch carries depth only when every sample has it
     assert stream.collate([new, new])["depth"].shape == (2, 2, 3, 1, 8, 8)
