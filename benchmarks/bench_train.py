@@ -12,6 +12,7 @@ FLOPs x samples/s, against --peak-tflops.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 
 import torch
@@ -74,26 +75,21 @@ def flops_per_sample(stage: str, preset: str, shape: tuple[int, int, int, int], 
     return forward_flops(lambda: head(images, c2w, K), device)
 
 
-def measure(stage: str, preset: str, args: argparse.Namespace) -> dict[str, float | str]:
-    """samples/s and tokens/s of 2 x --steps optimiser steps (the second half); peak GB and MFU on CUDA."""
+def measure(stage: str, cfg: train.TrainConfig, steps: int, peak_tflops: float) -> dict[str, float | str]:
+    """samples/s and tokens/s of 2 x `steps` optimiser steps of `cfg` (the second half); peak GB and MFU on CUDA."""
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as out:
-        cfg = train.TrainConfig(
-            preset=preset, data=args.data, out=out, steps=2 * args.steps, batch_size=args.batch_size,
-            grad_checkpointing=args.grad_checkpointing, log_every=args.steps, save_every=10**9, val_every=10**9,
-            sample_every=10**9, num_workers=args.num_workers,
-        )
-        rate = train.train(stage, cfg)["samples_per_s"]
-    shape = sample_shape(stage, preset, cfg)
-    result = {"samples/s": f"{rate:.2f}", "tokens/s": f"{rate * tokens_per_sample(stage, preset, shape):.0f}",
+        rate = train.train(stage, dataclasses.replace(cfg, out=out, steps=2 * steps, log_every=steps))["samples_per_s"]
+    shape = sample_shape(stage, cfg.preset, cfg)
+    result = {"samples/s": f"{rate:.2f}", "tokens/s": f"{rate * tokens_per_sample(stage, cfg.preset, shape):.0f}",
               "peak GB": "-", "GFLOP": "-", "MFU": "-"}
     if cuda:
         result["peak GB"] = f"{torch.cuda.max_memory_allocated() / 1e9:.1f}"
-        flops = flops_per_sample(stage, preset, shape, torch.device("cuda"))
+        flops = flops_per_sample(stage, cfg.preset, shape, torch.device("cuda"))
         result["GFLOP"] = f"{flops / 1e9:.0f}"  # forward, per sample: the base DiT's is 85,900 at its own grid
-        result["MFU"] = f"{3 * flops * rate / (args.peak_tflops * 1e12):.1%}"
+        result["MFU"] = f"{3 * flops * rate / (peak_tflops * 1e12):.1%}"
     return result
 
 
@@ -104,7 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'stage':<10} {'preset':<10} {'samples/s':>10} {'tokens/s':>10} {'peak GB':>8} {'GFLOP':>8} {'MFU':>6}")
     for stage in args.stages:
         for preset in args.presets:
-            r = measure(stage, preset, args)
+            cfg = train.TrainConfig(preset=preset, data=args.data, batch_size=args.batch_size, grad_checkpointing=args.grad_checkpointing,
+                                    save_every=10**9, val_every=10**9, sample_every=10**9, num_workers=args.num_workers)
+            r = measure(stage, cfg, args.steps, args.peak_tflops)
             print(f"{stage:<10} {preset:<10} {r['samples/s']:>10} {r['tokens/s']:>10} {r['peak GB']:>8} {r['GFLOP']:>8} "
                   f"{r['MFU']:>6}", flush=True)
 
