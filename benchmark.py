@@ -276,7 +276,7 @@ def compare_clip(pipeline, head, sample: dict, task: str, args, learned) -> tupl
     rerendered = render_at(ff, generated.c2w[None].to(device), generated.K[None].to(device), size).cpu()  # [1, V, F, 3, H, W]
     consistency = {"feed_forward": scores(rerendered, generated.images[None])["psnr"], "sds": math.nan}
     rows, clips = [], [rgb[0, ring]]
-    for method, gaussians, cost in (("feed_forward", ff, ff_cost), ("sds", sds.map(lambda t: t[None]), sds_cost)):
+    for method, gaussians, cost in (("feed_forward", ff, ff_cost), ("sds", sds[-1].gaussians.map(lambda t: t[None]), sds_cost)):
         views = render_at(gaussians, c2w, K, size).cpu()  # [1, E, F, 3, H, W]
         against = image_metrics(views, truth) if task != "text" else dict.fromkeys(TRUTH_COLUMNS, math.nan)
         learnt = learned.score(views, truth_rgb, caption)
