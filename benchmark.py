@@ -355,8 +355,8 @@ def compare_sds(pipeline, sample: dict, truth: Truth, recipe: str, seed: int, op
     config = sds.SDSConfig(iters=max(options.budgets), checkpoints=options.budgets, num_gaussians=options.sds_gaussians,
                            views=options.clips.views, frames=rgb.shape[2], seed=seed)
     distill = {"offsets": sds.distill, "dg4d": dg4d.distill}[recipe]
-    snapshots, cost = measure(pipeline.device, distill, pipeline, truth.caption, **given, config=config,
-                              elevation=sample["meta"][0]["elevations"][0], progress=not options.quiet)
+    request = sds.Request(truth.caption, **given, elevation=sample["meta"][0]["elevations"][0])
+    snapshots, cost = measure(pipeline.device, distill, pipeline, request, config, progress=not options.quiet)
     rows, kept = [], []
     for snapshot in snapshots:
         gaussians = snapshot.gaussians.map(lambda t: t[None])  # [1, F, N]

@@ -22,7 +22,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from baselines.sds import SHARED, Guide, Progress, SDSConfig, Snapshot, descend, init_params
+from baselines.sds import SHARED, Guide, Progress, Request, SDSConfig, Snapshot, descend, init_params
 from model.pipeline import MultiViewVideoPipeline
 from recon.gaussians import Gaussians
 
@@ -85,24 +85,15 @@ def fit_motion(guide: Guide, config: SDSConfig, iters: int, run: Progress, stati
         run.step(terms, sigma, lambda: deformed(static, field, guide.times))
 
 
-def distill(
-    pipeline: MultiViewVideoPipeline,
-    prompt: str,
-    image: torch.Tensor | None = None,
-    video: torch.Tensor | None = None,
-    elevation: float = 0.0,
-    config: SDSConfig = SDSConfig(),
-    history: list[dict[str, float]] | None = None,
-    progress: bool = True,
-) -> list[Snapshot]:
+def distill(pipeline: MultiViewVideoPipeline, request: Request, config: SDSConfig = SDSConfig(),
+            history: list[dict[str, float]] | None = None, progress: bool = True) -> list[Snapshot]:
     """The "dg4d" recipe; the arguments and the result as baselines.sds.distill's (snapshots at config.checkpoints
     and at the last iteration, Gaussians [F, N]). history's first min(static_iters, iters // 2) entries are stage 1's."""
     run = Progress(config, history, progress)
     generator = torch.Generator().manual_seed(config.seed)
-    first = video[0] if video is not None else image  # stage 1 sees one view of one moment
-    frames = len(video) if video is not None else config.frames
-    motion = Guide(pipeline, prompt, image, video, elevation, config, generator)  # checks the request first
-    still = Guide(pipeline, prompt, first, None, elevation, replace(config, frames=frames), generator)
+    motion = Guide(pipeline, request, config, generator)  # checks the request first
+    first = request.video[0] if request.video is not None else request.image  # stage 1 sees one view of one moment
+    still = Guide(pipeline, replace(request, image=first, video=None), replace(config, frames=motion.F), generator)
     raw = init_params(1, config.num_gaussians, generator)
     params = {k: v.to(motion.device).requires_grad_() for k, v in raw.items() if k != "offsets"}
     static_iters = min(config.static_iters, config.iters // 2)

@@ -72,6 +72,17 @@ class Snapshot:
     gaussians: Gaussians  # [F, N], detached
 
 
+@dataclass(frozen=True)
+class Request:
+    """What to distil: a prompt and, for image-/video-to-4D, the front view seen from `elevation` degrees at azimuth 0
+    (the pipeline's view 0)."""
+
+    prompt: str  # non-empty
+    image: torch.Tensor | None = None  # [3, H, W] in [0, 1], the front view at frame 0 (image-to-4D)
+    video: torch.Tensor | None = None  # [F, 3, H, W] in [0, 1], the front view over time (video-to-4D)
+    elevation: float = 0.0
+
+
 def load_prior(folder: str | Path, device: torch.device | str = "cpu") -> MultiViewVideoPipeline:
     """The diffusion pipeline of a model folder (folder/diffusion) or of a saved pipeline folder, frozen, on `device`."""
     folder = Path(folder)
@@ -117,24 +128,23 @@ def check_mode(num_views: int, num_frames: int, image, video) -> None:
 
 
 class Guide:
-    """The prior's side of a run, shared by the recipes: the conditioning of a prompt and an optional image [3, H, W]
-    or video [F, 3, H, W] (in [0, 1], the front view from `elevation` degrees at azimuth 0, the pipeline's view 0),
-    the camera ring of each step, the noise levels, and the SDS and photometric loss terms of a render.
+    """The prior's side of a run, shared by the recipes: the conditioning of a request, the camera ring of each step,
+    the noise levels, and the SDS and photometric loss terms of a render.
     Raises ValueError for an empty prompt or a mode the prior's grid cannot take."""
 
-    def __init__(self, pipeline: MultiViewVideoPipeline, prompt: str, image: torch.Tensor | None, video: torch.Tensor | None,
-                 elevation: float, config: SDSConfig, generator: torch.Generator):
-        if not prompt or not prompt.strip():
+    def __init__(self, pipeline: MultiViewVideoPipeline, request: Request, config: SDSConfig, generator: torch.Generator):
+        if not request.prompt or not request.prompt.strip():
             raise ValueError("prompt is empty; describe the object")
+        image, video = request.image, request.video
         d, given_frames = pipeline.defaults, video if video is not None else image
         self.V = config.views or d.num_views
         self.F = len(video) if video is not None else config.frames or d.num_frames
         self.H, self.W = given_frames.shape[-2:] if given_frames is not None else (config.height or d.height, config.width or d.width)
         check_mode(self.V, self.F, image, video)
-        self.pipeline, self.config, self.elevation, self.generator = pipeline, config, elevation, generator
+        self.pipeline, self.config, self.elevation, self.generator = pipeline, config, request.elevation, generator
         self.device, self.dtype = pipeline.device, pipeline.transformer.dtype
         self.cond, self.given = pipeline.condition(image, video, self.V, self.F, self.H, self.W)  # [1, V, F, 3, H, W], bool [1, V, F]
-        self.text = pipeline.text_encoder([prompt, ""] if config.guidance != 1.0 else [prompt])  # [G, L, D_text]
+        self.text = pipeline.text_encoder([request.prompt, ""] if config.guidance != 1.0 else [request.prompt])  # [G, L, D_text]
         self.times = torch.linspace(0, 1, self.F, device=self.device)  # [F]
         self.conditioned = image is not None or video is not None
 
@@ -241,27 +251,17 @@ def frames_of(params: dict[str, torch.Tensor]) -> Gaussians:
     return Gaussians.from_raw(means=params["means"] + params["offsets"], **shared)
 
 
-def distill(
-    pipeline: MultiViewVideoPipeline,
-    prompt: str,
-    image: torch.Tensor | None = None,
-    video: torch.Tensor | None = None,
-    elevation: float = 0.0,
-    config: SDSConfig = SDSConfig(),
-    history: list[dict[str, float]] | None = None,
-    progress: bool = True,
-) -> list[Snapshot]:
+def distill(pipeline: MultiViewVideoPipeline, request: Request, config: SDSConfig = SDSConfig(),
+            history: list[dict[str, float]] | None = None, progress: bool = True) -> list[Snapshot]:
     """The "offsets" recipe: optimise canonical Gaussians and per-frame offsets from scratch by score distillation.
 
-    prompt: non-empty text. image: [3, H, W] in [0, 1], the front view at frame 0 (image-to-4D); video: [F, 3, H, W]
-    in [0, 1], the front view over time (video-to-4D), both seen from `elevation` degrees at azimuth 0, the
-    pipeline's view 0. history: when given, each step's loss terms are appended to it. Returns the snapshots at
-    config.checkpoints and at the last iteration, Gaussians [F, N] on the pipeline's device.
-    Raises ValueError for zero iterations, an empty prompt or a mode the prior's grid cannot take.
+    history: when given, each step's loss terms are appended to it. Returns the snapshots at config.checkpoints and
+    at the last iteration, Gaussians [F, N] on the pipeline's device. Raises ValueError for zero iterations, an
+    empty prompt or a mode the prior's grid cannot take.
     """
     run = Progress(config, history, progress)
     generator = torch.Generator().manual_seed(config.seed)
-    guide = Guide(pipeline, prompt, image, video, elevation, config, generator)
+    guide = Guide(pipeline, request, config, generator)
     params = {k: v.to(guide.device).requires_grad_() for k, v in init_params(guide.F, config.num_gaussians, generator).items()}
     optimiser = torch.optim.Adam([
         {"params": [params["means"]], "lr": config.means_lr},
