@@ -140,6 +140,23 @@ def crossing(summary: dict[Group, dict], task: str, method: str, metric: str = "
             f"{ff_seconds:.1f} s, so equal quality costs more than that{caveat}")
 
 
+def all_reached(summary: dict[Group, dict], task: str, method: str) -> str | None:
+    """The first budget at which an SDS method's means are at least the feed-forward ones on every QUALITY measure
+    together (one measure alone can be met by a faint render), or that none is within the sweep."""
+    ff = summary.get((task, FEED_FORWARD, None))
+    curve = [(iters, s) for (t, m, iters), s in summary.items() if t == task and m == method and iters is not None]
+    if ff is None or not curve or any(math.isnan(ff[q][0]) for q in QUALITY):
+        return None
+    measures = ", ".join(LABELS[q] for q in QUALITY)
+    for iters, s in curve:
+        if all(s[q][0] >= ff[q][0] for q in QUALITY):
+            return (f"{task}-to-4D: {method} is at least as good as the feed-forward on {measures} together first at "
+                    f"{iters} iterations, {s['seconds'][0]:.0f} s, {ratio(s['seconds'][0], ff['seconds'][0])} the feed-forward time")
+    iters, last = curve[-1]
+    return (f"{task}-to-4D: {method} is not as good as the feed-forward on {measures} together at any budget up to {iters} "
+            f"iterations ({last['seconds'][0]:.0f} s, {ratio(last['seconds'][0], ff['seconds'][0])} the feed-forward time)")
+
+
 def ratio(seconds: float, reference: float) -> str:
     """seconds / reference as '32x' (two significant digits below 10: '0.45x', '2.5x')."""
     r = seconds / reference
@@ -208,7 +225,9 @@ def report(headers: list[dict], rows: list[dict]) -> str:
                      f"{m['load_average_at_start']} at start), torch {m['torch']}")
     lines += ["", summary_table(summary), ""]
     sds_methods = sorted({(t, m) for t, m, i in summary if i is not None})
-    lines += [f"- {text}" for t, m in sds_methods for metric in QUALITY if (text := crossing(summary, t, m, metric))]
+    for task, method in sds_methods:
+        found = [crossing(summary, task, method, metric) for metric in QUALITY] + [all_reached(summary, task, method)]
+        lines += [f"- {text}" for text in found if text]
     lines += ["", "Per asset, PSNR / masked PSNR (dB) at the held-out views:", "", asset_table(rows)]
     skipped = sorted({s for h in headers for s in h.get("skipped", [])})
     return "\n".join(lines + ([""] + skipped if skipped else []))

@@ -15,7 +15,7 @@ import benchmark
 from data.cameras import ring_azimuths
 from data.shards import encode_sample, sample_key, write_shard
 from evaluation.heldout import spread
-from evaluation.report import COLUMNS, crossing, read_results, summarise
+from evaluation.report import COLUMNS, all_reached, crossing, read_results, summarise
 from recon.synthetic import synthetic_clip
 
 
@@ -204,12 +204,15 @@ def test_max_clips_spreads_over_assets_then_clips_then_orbits():
     assert spread(keys, 10, per_asset=1) == ["ball__c000__o00", "stag__c000__o00", "wolf__c000__o00"]
 
 
-def summary_of(points: dict[int | None, tuple[float, float]]) -> dict:
-    """A one-clip summary: feed-forward (None) and SDS budgets -> (PSNR, seconds)."""
-    rows = [{"key": "a__c000__o00", "asset": "a", "task": "video", "method": "feed_forward" if iters is None else "sds_offsets",
+def summary_rows(points: dict[int | None, tuple[float, float]]) -> list[dict]:
+    """One clip's rows: feed-forward (None) and SDS budgets -> (PSNR, seconds)."""
+    return [{"key": "a__c000__o00", "asset": "a", "task": "video", "method": "feed_forward" if iters is None else "sds_offsets",
              "iters": iters, "seed": 0, **dict.fromkeys(COLUMNS, math.nan), "psnr": psnr, "seconds": seconds}
             for iters, (psnr, seconds) in points.items()]
-    return summarise(rows)
+
+
+def summary_of(points: dict[int | None, tuple[float, float]]) -> dict:
+    return summarise(summary_rows(points))
 
 
 def test_crossing_gives_the_first_budget_at_feed_forward_quality_and_the_speed_ratio_there():
@@ -218,6 +221,9 @@ def test_crossing_gives_the_first_budget_at_feed_forward_quality_and_the_speed_r
     assert "first reaches the feed-forward 16 at 1000 iterations" in reached and "about 316 s, 32x" in reached
     never = crossing(summary_of({None: (16.0, 10.0), 100: (14.0, 100.0), 300: (15.5, 300.0)}), "video", "sds_offsets")
     assert "never reaches the feed-forward 16 within 300 iterations (best 15.5 at 300)" in never and "30x" in never
+    below_empty = summarise([*summary_rows({None: (16.0, 10.0), 100: (17.0, 100.0)}), {**summary_rows({None: (18.0, 0.0)})[0],
+                                                                                        "method": "empty_render"}])
+    assert "no better than the empty render's 18" in crossing(below_empty, "video", "sds_offsets")
 
 
 def test_sampling_options_override_the_saved_defaults_only_when_given(tiny_model):
@@ -226,3 +232,13 @@ def test_sampling_options_override_the_saved_defaults_only_when_given(tiny_model
     assert chosen.defaults.sampler == "ode" and saved.defaults.sampler == "stochastic"
     with pytest.raises(SystemExit):  # argparse refuses names that are not samplers
         benchmark.main(["eval", "--model", str(tiny_model), "--data", "x", "--sampler", "euler"])
+
+
+def test_sds_reaches_the_feed_forward_only_when_every_measure_does():
+    rows = summary_rows({None: (16.0, 10.0), 100: (17.0, 100.0), 300: (17.5, 300.0)})
+    for row, ssim, masked in zip(rows, (0.7, 0.4, 0.8), (8.0, 9.0, 9.0)):  # SDS at 100: better PSNR, worse SSIM
+        row.update(ssim=ssim, psnr_masked=masked)
+    assert "first at 300 iterations, 300 s, 30x the feed-forward time" in all_reached(summarise(rows), "video", "sds_offsets")
+    rows[2]["ssim"] = 0.5
+    assert "not as good as the feed-forward on PSNR (dB), SSIM, masked PSNR (dB) together at any budget up to 300" in all_reached(
+        summarise(rows), "video", "sds_offsets")
