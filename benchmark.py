@@ -156,11 +156,16 @@ def feed_forward(pipeline, head, sample: dict, task: str, ring: int, seed: int, 
     import infer
 
     rgb = composite(sample["images"], 1.0)  # [1, V, F, 3, H, W] over white
-    given = {"video": {"video": rgb[0, 0]}, "image": {"image": rgb[0, 0, 0]}, "text": {}}[task]
-    generated, gaussians = infer.feed_forward(pipeline, head, sample["caption"][0], **given, views=ring, frames=rgb.shape[2],
-                                              elevation=sample["meta"][0]["elevations"][0], azimuth=azimuth, steps=steps,
-                                              size=tuple(rgb.shape[-2:]), seed=seed, progress=False)
+    generated, gaussians = infer.feed_forward(pipeline, head, sample["caption"][0], **given_view(rgb, task), views=ring,
+                                              frames=rgb.shape[2], elevation=sample["meta"][0]["elevations"][0],
+                                              azimuth=azimuth, steps=steps, size=tuple(rgb.shape[-2:]), seed=seed, progress=False)
     return generated, gaussians.map(lambda t: t[None].to(next(head.parameters()).device))
+
+
+def given_view(rgb: torch.Tensor, task: str) -> dict[str, torch.Tensor]:
+    """What a task gives the models of a clip's views rgb [1, V, F, 3, H, W]: ring view 0's frames (video), its first
+    frame (image) or nothing (text)."""
+    return {"video": {"video": rgb[0, 0]}, "image": {"image": rgb[0, 0, 0]}, "text": {}}[task]
 
 
 def render_at(gaussians, c2w: torch.Tensor, K: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -351,17 +356,17 @@ def compare_sds(pipeline, sample: dict, truth: Truth, recipe: str, seed: int, op
     from baselines import dg4d, sds
 
     rgb = composite(sample["images"], 1.0).to(pipeline.device)  # [1, V, F, 3, H, W] over white
-    given = {"video": {"video": rgb[0, 0]}, "image": {"image": rgb[0, 0, 0]}, "text": {}}[truth.task]
     config = sds.SDSConfig(iters=max(options.budgets), checkpoints=options.budgets, num_gaussians=options.sds_gaussians,
                            views=options.clips.views, frames=rgb.shape[2], seed=seed)
     distill = {"offsets": sds.distill, "dg4d": dg4d.distill}[recipe]
-    request = sds.Request(truth.caption, **given, elevation=sample["meta"][0]["elevations"][0])
+    request = sds.Request(truth.caption, **given_view(rgb, truth.task), elevation=sample["meta"][0]["elevations"][0])
     snapshots, cost = measure(pipeline.device, distill, pipeline, request, config, progress=not options.quiet)
     rows, kept = [], []
     for snapshot in snapshots:
         gaussians = snapshot.gaussians.map(lambda t: t[None])  # [1, F, N]
         measured, views = score_gaussians(gaussians, truth, learned)
-        rows.append(truth.row(f"sds_{recipe}", snapshot.iters, seed, measured | {"seconds": snapshot.seconds, "peak_mb": cost["peak_mb"]}))
+        cost_so_far = {"seconds": snapshot.seconds, "peak_mb": cost["peak_mb"]}  # the peak of the whole run
+        rows.append(truth.row(f"sds_{recipe}", snapshot.iters, seed, measured | cost_so_far))
         kept.append(gaussians)
     return rows, kept, views
 
@@ -475,7 +480,8 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--out", type=Path, default=Path(f"runs/{name}"))
         command.add_argument("--views", type=positive_int, default=4, help="ring views given to the models")
         command.add_argument("--max-clips", type=positive_int, default=clips, help="clips, picked in turns over the assets")
-        command.add_argument("--clips-per-asset", type=non_negative_int, default=0, help="at most this many clips of one asset (0: no limit)")
+        command.add_argument("--clips-per-asset", type=non_negative_int, default=0,
+                             help="at most this many clips of one asset (0: no limit)")
     for command in (ev, cmp):
         command.add_argument("--model", type=Path, required=True)
         command.add_argument("--steps", type=positive_int, default=20, help="denoising steps")
@@ -486,14 +492,18 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--loop-output", choices=LOOP_OUTPUTS, help="sample or render (default: the model's)")
     ev.add_argument("--seed", type=non_negative_int, default=0)
     for command in (cmp, sc):
-        command.add_argument("--train-manifest", type=Path, required=True, help="the data set's manifest.json; no val asset may be in its train split")
+        command.add_argument("--train-manifest", type=Path, required=True,
+                             help="the data set's manifest.json; no val asset may be in its train split")
         command.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-        command.add_argument("--clip-model", default=DEFAULT_CLIP, help="CLIP for the CLIP score: a local folder or a cached id (skipped if absent)")
+        command.add_argument("--clip-model", default=DEFAULT_CLIP,
+                             help="CLIP for the CLIP score: a local folder or a cached id (skipped if absent)")
     cmp.add_argument("--tasks", nargs="+", choices=TASKS, default=["video"])
     cmp.add_argument("--sds-iters", nargs="+", type=positive_int, default=[200], help="SDS budgets (iterations), each scored")
-    cmp.add_argument("--sds-recipe", nargs="+", choices=RECIPES, default=["offsets"], help="offsets: baselines/sds.py; dg4d: DreamGaussian4D's stages")
+    cmp.add_argument("--sds-recipe", nargs="+", choices=RECIPES, default=["offsets"],
+                     help="offsets: baselines/sds.py; dg4d: DreamGaussian4D's two stages (baselines/dg4d.py)")
     cmp.add_argument("--sds-gaussians", type=positive_int, default=2000, help="SDS Gaussians per frame")
-    cmp.add_argument("--seeds", nargs="+", type=non_negative_int, default=[0], help="seeds of both methods (spread over seeds and clips)")
+    cmp.add_argument("--seeds", nargs="+", type=non_negative_int, default=[0],
+                     help="seeds of every method (the spread is over seeds and clips)")
     cmp.add_argument("--quiet", action="store_true", help="no SDS progress bar")
     cmp.add_argument("--save-gaussians", action="store_true", help="write every result's .ply files into OUT/gaussians")
     sc.add_argument("--method", required=True, help="the name the results give the method")
