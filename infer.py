@@ -230,13 +230,12 @@ def check_weight_files(folder: Path) -> None:
                              "loads float32 ones (export it again with train.py)")
 
 
-def write_multiview_video(path: Path, images: torch.Tensor, fps: int = 8) -> None:
+def write_multiview_video(path: Path, images: torch.Tensor, fps: int = FPS) -> None:
     """Images [V, F, 3, H, W] in [0, 1] -> an mp4 with F frames, the V views side by side."""
-    import imageio.v2 as imageio
+    from recon.export import write_video
 
-    V, F, _, H, W = images.shape
-    frames = (images.clamp(0, 1) * 255).round().byte().permute(1, 3, 0, 4, 2).reshape(F, H, V * W, 3)  # [F, H, V*W, 3]
-    imageio.mimwrite(path, list(frames.numpy()), fps=fps, codec="libx264", macro_block_size=1, quality=8)
+    V, F, C, H, W = images.shape
+    write_video(path, images.permute(1, 2, 3, 0, 4).reshape(F, C, H, V * W), fps)  # [F, 3, H, V*W]
 
 
 def write_viewer(path: Path, gaussians, title: str) -> None:
@@ -282,7 +281,6 @@ def generate_with(pipeline, head, model: Path, prompt: str, out: Path, settings:
     check_request(prompt, image, video)
     stages = stages or Stages(total=0)
     stages.total = stages.done + 6 + settings.mesh
-    torch.manual_seed(settings.seed)
     d = pipeline.defaults
     asked = dict(sampler=settings.sampler, motion=settings.motion, loop_start=settings.loop_start,
                  loop_blend=settings.loop_blend, loop_output=settings.loop_output)
@@ -293,11 +291,9 @@ def generate_with(pipeline, head, model: Path, prompt: str, out: Path, settings:
         image=load_image(image, d.height, d.width) if image else None,
         video=load_video(video, F, d.height, d.width) if video else None,
     )
-    generator = torch.Generator().manual_seed(settings.seed)
-    result = stages.run("multiview video", pipeline, prompt, **given, num_views=V, num_frames=F, elevation=settings.elevation,
-                        num_inference_steps=settings.steps, guidance_scale=settings.guidance, sampler=sampler,
-                        reconstruct=head.render_back, **sampling, generator=generator)
-    gaussians = stages.run("4D Gaussians", reconstruct, head, result, settings.refine_steps)
+    result, gaussians = feed_forward(pipeline, head, prompt, **given, views=V, frames=F, elevation=settings.elevation,
+                                     steps=settings.steps, guidance=settings.guidance, seed=settings.seed,
+                                     refine_steps=settings.refine_steps, stages=stages, sampler=sampler, **sampling)
 
     with atomic_folder(out) as tmp:
         stages.run("write multiview.mp4", write_multiview_video, tmp / "multiview.mp4", result.images, FPS)
@@ -315,6 +311,29 @@ def generate_with(pipeline, head, model: Path, prompt: str, out: Path, settings:
                 "total_seconds": round(sum(stages.seconds.values()), 3)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta
+
+
+def feed_forward(pipeline, head, prompt: str, image: torch.Tensor | None = None, video: torch.Tensor | None = None, *,
+                 views: int, frames: int, elevation: float, azimuth: float = 0.0, steps: int = 20, guidance: float = 3.0,
+                 size: tuple[int, int] | None = None, seed: int = 0, refine_steps: int = 0, stages: Stages | None = None,
+                 progress: bool = True, **sampling):
+    """The feed-forward method, shared by infer.py, app.py and benchmark.py: prompt (+ image [3, H, W] or video
+    [F, 3, H, W] in [0, 1], the front view) -> the diffusion pipeline -> the Gaussian head (-> refinement).
+
+    The views sit on a ring at `elevation` degrees with view 0 at `azimuth`, `size` (H, W) pixels (None: the given
+    image's, else the pipeline's). `sampling` (sampler, motion, loop_start, loop_blend, loop_output) overrides the
+    pipeline's saved defaults; `stages` times and reports the two stages; progress=False hides the denoising
+    progress bar. Returns (Generation, Gaussians [F, N] on the CPU).
+    """
+    stages = stages or Stages(total=0, report=lambda *_: None)
+    torch.manual_seed(seed)
+    given = video if video is not None else image
+    H, W = size or (given.shape[-2:] if given is not None else (None, None))
+    result = stages.run("multiview video", pipeline, prompt, image, video, num_views=views, num_frames=frames, height=H, width=W,
+                        elevation=elevation, azimuth=azimuth, num_inference_steps=steps, guidance_scale=guidance,
+                        reconstruct=head.render_back, generator=torch.Generator().manual_seed(seed),
+                        progress=progress, **sampling)
+    return result, stages.run("4D Gaussians", reconstruct, head, result, refine_steps)
 
 
 def reconstruct(head, result, refine_steps: int):

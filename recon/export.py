@@ -1,5 +1,5 @@
-"""Export: standard 3DGS .ply files (one per frame), the compact .splat layout of web viewers, and orbit videos (mp4)
-of 4D Gaussians.
+"""Export: standard 3DGS .ply files (one per frame), the compact .splat layout of web viewers, orbit videos of 4D
+Gaussians, and the mp4 writer every video of the package goes through (`write_video`).
 
 The .ply layout is the one the reference 3DGS code writes and common splat viewers read, with colour as the
 degree-0 spherical-harmonic coefficient only: x y z nx ny nz f_dc_0..2 opacity scale_0..2 rot_0..3, all
@@ -118,7 +118,13 @@ def write_orbit_video(
     with torch.no_grad():
         shown = gaussians.map(lambda t: t[frame_of])  # [K, N]: the animation frame each video frame shows
         rgb = render(shown, c2w[:, None], K, size, size, background).rgb[:, 0]  # [K, 3, H, W]
-    frames = (rgb.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # [K, H, W, 3]
+    return write_video(path, rgb, fps)
+
+
+def write_video(path: str | Path, frames: torch.Tensor, fps: int) -> Path:
+    """Frames [K, 3, H, W] in [0, 1] -> an H.264 mp4 of K frames (written under a temporary name, then renamed);
+    the one video writer of the package."""
+    pixels = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # [K, H, W, 3]
     with atomic_path(path) as tmp:
-        imageio.mimwrite(tmp, list(frames), fps=fps, codec="libx264", macro_block_size=1, quality=8)
+        imageio.mimwrite(tmp, list(pixels), fps=fps, codec="libx264", macro_block_size=1, quality=8)
     return Path(path)

@@ -1,9 +1,11 @@
-"""benchmark.py eval and compare: score model folders (and the SDS baseline) on held-out shards."""
+"""benchmark.py eval, compare, score and report: score model folders, the SDS baselines and any method's .ply files
+on held-out shards (tiny model, synthetic shards; one compare sweep per module, shared by the tests that read it)."""
 from __future__ import annotations
 
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ import benchmark
 from data.cameras import ring_azimuths
 from data.record import SampleRecord
 from data.shards import encode_sample, sample_key, write_shard
+from evaluation.heldout import spread
+from evaluation.report import COLUMNS, all_reached, crossing, read_results, summarise
 from recon.synthetic import synthetic_clip
 
 
@@ -27,11 +31,15 @@ def test_eval_scores_every_task_on_held_out_clips(tiny_model, demo_shards, tmp_p
     assert 0 < mean["text_to_4d"]["consistency_psnr"] < 100 and 0 <= mean["text_to_4d"]["consistency_psnr_masked"] <= 100
     for task in ("video_to_4d", "text_to_4d"):
         assert 0 <= mean[task]["silhouette_iou"] <= 1 and mean[task]["motion_ratio"] >= 0 and mean[task]["seam_ratio"] > 0
+        assert 0 <= mean[task]["coverage"] <= 1
     assert mean["truth"]["motion"] > 0  # the wolf's clip moves
     for task in ("recon", "video_to_4d"):  # geometry at the held-out views, against Blender's depth
         assert 0 <= mean[task]["ghosting"] <= 1 and 0 < mean[task]["depth_error"] < 5
+        assert summary["margin_over_empty"][task]["psnr"] == pytest.approx(mean[task]["psnr"] - mean["empty_render"]["psnr"])
+    assert summary["per_asset"]["QuaterniusWolf"]["recon"]["psnr"] == pytest.approx(mean["recon"]["psnr"])  # one asset
     assert (tmp_path / "eval" / f"{summary['per_clip'][0]['key']}.png").is_file()  # the wolf's signature clip (its gallop)
-    assert "| recon |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| recon |" in printed and "SSIM over empty" in printed and "| QuaterniusWolf |" in printed
 
 
 def test_eval_without_data_is_a_clear_error(tiny_model, tmp_path):
@@ -40,18 +48,21 @@ def test_eval_without_data_is_a_clear_error(tiny_model, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no output folder, no temporary one left
 
 
-def write_synthetic_set(out: Path, val_asset: str = "spheres") -> Path:
-    """A data set without Blender: val/<val_asset>.tar holding one synthetic clip (2 ring views at elevation 10 + 2 extra
-    views, 3 frames, 16x16, the tiny model's grid) and a manifest whose train split holds another asset."""
+def write_synthetic_set(out: Path, val_asset: str = "spheres", more_assets: tuple[str, ...] = ()) -> Path:
+    """A data set without Blender: val/<asset>.tar for val_asset and each of more_assets, each holding one synthetic clip
+    (2 ring views at elevation 10 + 2 extra views, 3 frames, 16x16, the tiny model's grid), and a manifest whose
+    train split holds another asset."""
     elevations = torch.tensor([10.0, 10.0, 30.0, -5.0])
     azimuths = torch.cat([ring_azimuths(2, offset=30.0), torch.tensor([75.0, 200.0])])
-    clip = synthetic_clip(elevations, azimuths, num_frames=3, size=16, num_spheres=3, points_per_sphere=60)
-    images = (clip["images"][0].permute(0, 1, 3, 4, 2) * 255).round().byte().numpy()  # [V, F, H, W, 4]
-    meta = {"caption": clip["caption"][0], "c2w": clip["c2w"][0].tolist(), "K": clip["K"][0].tolist(),
-            "times": clip["times"][0].tolist(), "orbit_views": 2, "elevations": elevations.tolist(), "azimuths": azimuths.tolist()}
-    write_shard(out / "val" / f"{val_asset}.tar", [encode_sample(sample_key(val_asset, 0, 0), images, SampleRecord(**meta))])
-    manifest = {"assets": {val_asset: {"split": "val"}, "trained-thing": {"split": "train"}}}  # "train" wins a clash
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    for seed, asset in enumerate((val_asset, *more_assets)):
+        torch.manual_seed(seed)
+        clip = synthetic_clip(elevations, azimuths, num_frames=3, size=16, num_spheres=3, points_per_sphere=60)
+        images = (clip["images"][0].permute(0, 1, 3, 4, 2) * 255).round().byte().numpy()  # [V, F, H, W, 4]
+        meta = {"caption": clip["caption"][0], "c2w": clip["c2w"][0].tolist(), "K": clip["K"][0].tolist(),
+                "times": clip["times"][0].tolist(), "orbit_views": 2, "elevations": elevations.tolist(), "azimuths": azimuths.tolist()}
+        write_shard(out / "val" / f"{asset}.tar", [encode_sample(sample_key(asset, 0, 0), images, SampleRecord(**meta))])
+    manifest = {"assets": {a: {"split": "val"} for a in (val_asset, *more_assets)} | {"trained-thing": {"split": "train"}}}
+    (out / "manifest.json").write_text(json.dumps(manifest))  # "train" wins a clash
     return out
 
 
@@ -60,22 +71,105 @@ def compare_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
             "--out", str(out), "--views", "2", "--steps", "1", "--sds-iters", "2", "--sds-gaussians", "100", "--quiet", *extra]
 
 
-def test_compare_writes_table_csv_plot_and_videos(tiny_model, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def sweep(tiny_model, tmp_path_factory):
+    """One compare sweep on two held-out assets: both SDS recipes, budgets 2 and 1 (given out of order), seeds 0 and 1,
+    every result's .ply files saved."""
+    root = tmp_path_factory.mktemp("sweep")
+    data = write_synthetic_set(root / "data", "spheres", ("blobs",))
+    benchmark.main(compare_args(tiny_model, data, root / "out", "--sds-iters", "2", "1", "--seeds", "0", "1", "--sds-recipe",
+                                "offsets", "dg4d", "--max-clips", "2", "--save-gaussians", "--clip-model", str(root / "no-clip")))
+    return data, root / "out"
+
+
+def test_sweep_writes_one_row_per_method_budget_seed_and_clip(sweep):
+    _, out = sweep
+    results = json.loads((out / "results.json").read_text())
+    rows = results["rows"]
+    found = sorted((r["key"], r["method"], r["iters"] or 0, r["seed"] if r["seed"] is not None else -1) for r in rows)
+    expected = sorted([(k, "empty_render", 0, -1) for k in ("spheres__c000__o00", "blobs__c000__o00")]
+                      + [(k, m, i, s) for k in ("spheres__c000__o00", "blobs__c000__o00") for s in (0, 1)
+                         for m, i in (("feed_forward", 0), ("sds_offsets", 1), ("sds_offsets", 2), ("sds_dg4d", 1), ("sds_dg4d", 2))])
+    assert found == expected
+    assert {r["asset"] for r in rows} == {"spheres", "blobs"} and {r["task"] for r in rows} == {"video"}
+    assert len(list(csv.DictReader((out / "results.csv").open()))) == len(rows)
+    assert results["command"].startswith("python benchmark.py compare") and "--sds-iters 2 1" in results["command"]
+    assert len(results["commit"]) == 40 and results["machine"]["cores"] >= 1 and results["date"][:2] == "20"
+    assert results["options"]["budgets"] == [1, 2] and results["options"]["recipes"] == ["offsets", "dg4d"]
+    by = {(r["key"], r["method"], r["iters"], r["seed"]): r for r in rows}
+    for key in ("spheres__c000__o00", "blobs__c000__o00"):
+        for seed in (0, 1):  # checkpoints of one run: the budget-2 snapshot comes later than the budget-1 one
+            assert 0 < by[key, "sds_offsets", 1, seed]["seconds"] < by[key, "sds_offsets", 2, seed]["seconds"]
+        assert by[key, "feed_forward", None, 0]["psnr"] > 0 and by[key, "empty_render", None, None]["seconds"] is None
+    for name in ("compare.md", "quality_vs_seconds.png", "spheres__c000__o00_video.mp4", "blobs__c000__o00_video.mp4"):
+        assert (out / name).is_file(), name
+    table = (out / "compare.md").read_text()
+    assert "| video | sds_dg4d | 2 | 4 |" in table and "| video | feed_forward |  | 4 |" in table  # 2 clips x 2 seeds
+    assert "| blobs | video |" in table  # per-asset means
+
+
+def test_score_of_the_feed_forward_plys_reproduces_compare(sweep, tmp_path, capsys):
+    data, out = sweep
+    benchmark.main(["score", "--method", "ff-again", "--gaussians", str(out / "gaussians" / "video" / "feed_forward-seed0"),
+                    "--data", str(data / "val"), "--train-manifest", str(data / "manifest.json"), "--views", "2",
+                    "--max-clips", "2", "--out", str(tmp_path / "score"), "--clip-model", str(tmp_path / "no-clip")])
+    compared = {r["key"]: r for r in json.loads((out / "results.json").read_text())["rows"]
+                if r["method"] == "feed_forward" and r["seed"] == 0}
+    scored = json.loads((tmp_path / "score" / "results.json").read_text())["rows"]
+    assert sorted(r["key"] for r in scored) == sorted(compared)
+    for row in scored:
+        for column in ("psnr", "psnr_masked", "ssim", "ssim_masked", "flicker_error"):
+            assert row[column] == pytest.approx(compared[row["key"]][column], abs=1e-3), column
+    assert "ff-again" in capsys.readouterr().out
+
+
+def test_report_merges_results_files_and_draws_the_plot(sweep, tmp_path, capsys):
+    _, out = sweep
+    benchmark.main(["report", str(out / "results.json"), "--plot", str(tmp_path / "plot.png")])
+    printed = capsys.readouterr().out
+    assert "`python benchmark.py compare" in printed and "| video | sds_offsets | 1 | 4 |" in printed
+    assert "video-to-4D, PSNR (dB): sds_offsets" in printed  # reaches the feed-forward quality, or says it never does
+    assert (tmp_path / "plot.png").stat().st_size > 10_000
+    headers, rows = read_results([out / "results.json"])
+    assert len(rows) == 22 and math.isnan(next(r for r in rows if r["method"] == "empty_render")["seconds"])
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("missing", "spheres__c000__o00 not found"),
+    ("frames", "holds 2 .ply file(s)"),
+    ("malformed", "is not a 3DGS .ply"),
+])
+def test_score_refuses_a_folder_that_breaks_the_naming_rule(sweep, tmp_path, problem, message, capsys):
+    data, out = sweep
+    plys = shutil.copytree(out / "gaussians" / "video" / "feed_forward-seed0", tmp_path / "plys")
+    if problem == "missing":
+        shutil.rmtree(plys / "spheres__c000__o00")
+    elif problem == "frames":
+        (plys / "spheres__c000__o00" / "frame_002.ply").unlink()
+    else:
+        (plys / "spheres__c000__o00" / "frame_001.ply").write_text("ply\nnot really\n")
+    with pytest.raises(SystemExit) as exit:
+        benchmark.main(["score", "--method", "x", "--gaussians", str(plys), "--data", str(data / "val"), "--train-manifest",
+                        str(data / "manifest.json"), "--views", "2", "--max-clips", "2", "--out", str(tmp_path / "score")])
+    assert exit.value.code == 1 and message in capsys.readouterr().err
+    assert not (tmp_path / "score").exists()
+
+
+def test_compare_scores_every_task(tiny_model, tmp_path, capsys):
     data = write_synthetic_set(tmp_path / "data")
     benchmark.main(compare_args(tiny_model, data, tmp_path / "out", "--tasks", "video", "image", "text",
-                                "--clip-model", str(tmp_path / "no-clip")))
+                                "--sds-iters", "1", "--clip-model", str(tmp_path / "no-clip")))
     out = tmp_path / "out"
-    rows = list(csv.DictReader((out / "compare.csv").open()))
-    assert len(rows) == 3 * 2  # (video, image, text) x (feed-forward, SDS)
-    for name in ("compare.md", "quality_vs_seconds.png", *(f"spheres__c000__o00_{t}.mp4" for t in ("video", "image", "text"))):
-        assert (out / name).is_file(), name
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert sorted((r["task"], r["method"]) for r in rows) == sorted(
+        [(t, m) for t in ("video", "image", "text") for m in ("feed_forward", "sds_offsets")] + [("video", "empty_render"), ("image", "empty_render")])
+    assert all((out / f"spheres__c000__o00_{t}.mp4").is_file() for t in ("video", "image", "text"))
     by = {(r["task"], r["method"]): r for r in rows}
-    assert math.isfinite(float(by["video", "sds"]["psnr"])) and math.isnan(float(by["text", "sds"]["psnr"]))  # no truth for text
-    assert math.isfinite(float(by["text", "feed_forward"]["consistency_psnr"])) and math.isnan(float(by["text", "sds"]["consistency_psnr"]))
-    assert all(float(r["seconds"]) > 0 and float(r["peak_mb"]) > 0 for r in rows)
+    assert math.isfinite(float(by["video", "sds_offsets"]["psnr"])) and by["text", "sds_offsets"]["psnr"] == ""  # no truth for text
+    assert math.isfinite(float(by["text", "feed_forward"]["consistency_psnr"])) and by["text", "sds_offsets"]["consistency_psnr"] == ""
+    assert all(float(r["seconds"]) > 0 and float(r["peak_mb"]) > 0 for r in rows if r["method"] != "empty_render")
     printed = capsys.readouterr().out
-    assert "| video | sds |" in printed and "video-to-4D: SDS takes" in printed and "text-to-4D: SDS takes" in printed
-    assert "CLIP score skipped" in printed and "FVD skipped" in printed
+    assert "| text | feed_forward |" in printed and "CLIP score skipped" in printed and "FVD skipped" in printed
 
 
 def test_compare_refuses_a_validation_set_sharing_an_asset_with_training(tiny_model, tmp_path):
@@ -84,7 +178,10 @@ def test_compare_refuses_a_validation_set_sharing_an_asset_with_training(tiny_mo
         benchmark.main(compare_args(tiny_model, data, tmp_path / "out"))
 
 
-@pytest.mark.parametrize("problem, message", [("empty", "no shards found"), ("missing", "no shards found"), ("no-budget", "--sds-iters: must be at least 1")])
+@pytest.mark.parametrize("problem, message", [
+    ("empty", "no shards found"), ("missing", "no shards found"),
+    ("no-budget", "--sds-iters: must be at least 1, got '0'"), ("negative-budget", "--sds-iters: must be at least 1, got '-5'"),
+])
 def test_compare_bad_input_is_a_clear_error(tiny_model, tmp_path, problem, message, capsys):
     data = write_synthetic_set(tmp_path / "data")
     args = compare_args(tiny_model, data, tmp_path / "out")
@@ -93,18 +190,56 @@ def test_compare_bad_input_is_a_clear_error(tiny_model, tmp_path, problem, messa
     elif problem == "missing":
         args[args.index("--data") + 1] = str(tmp_path / "nowhere")
     else:
-        args[args.index("--sds-iters") + 1] = "0"
+        args[args.index("--sds-iters") + 1: args.index("--sds-iters") + 2] = ["100", "0" if problem == "no-budget" else "-5"]
     with pytest.raises(SystemExit):
         benchmark.main(args)
     assert message in capsys.readouterr().err
     assert not list(tmp_path.glob("*out*"))  # nothing written, no temporary folder left
 
 
-def test_sampler_option_overrides_the_saved_default_only_when_given(tiny_model):
-    import argparse
+def test_max_clips_spreads_over_assets_then_clips_then_orbits():
+    keys = [sample_key("stag", c, o) for c in range(3) for o in range(2)] + [sample_key("ball", 0, o) for o in range(2)]
+    keys.append(sample_key("wolf", 0, 0))
+    assert spread(keys, 4) == ["ball__c000__o00", "stag__c000__o00", "wolf__c000__o00", "stag__c001__o00"]
+    assert spread(keys, 6)[4:] == ["stag__c002__o00", "ball__c000__o01"]  # second orbits only after every clip's first
+    assert spread(keys, 10, per_asset=1) == ["ball__c000__o00", "stag__c000__o00", "wolf__c000__o00"]
 
-    chosen, _ = benchmark.load_models(argparse.Namespace(model=tiny_model, sampler="ode"), torch.device("cpu"))
-    saved, _ = benchmark.load_models(argparse.Namespace(model=tiny_model, sampler=None), torch.device("cpu"))
+
+def summary_rows(points: dict[int | None, tuple[float, float]]) -> list[dict]:
+    """One clip's rows: feed-forward (None) and SDS budgets -> (PSNR, seconds)."""
+    return [{"key": "a__c000__o00", "asset": "a", "task": "video", "method": "feed_forward" if iters is None else "sds_offsets",
+             "iters": iters, "seed": 0, **dict.fromkeys(COLUMNS, math.nan), "psnr": psnr, "seconds": seconds}
+            for iters, (psnr, seconds) in points.items()]
+
+
+def summary_of(points: dict[int | None, tuple[float, float]]) -> dict:
+    return summarise(summary_rows(points))
+
+
+def test_crossing_gives_the_first_budget_at_feed_forward_quality_and_the_speed_ratio_there():
+    reached = crossing(summary_of({None: (16.0, 10.0), 100: (15.0, 100.0), 1000: (17.0, 1000.0)}), "video", "sds_offsets")
+    # 16 dB lies halfway (in quality) between 100 s and 1000 s: about 316 s on the log scale, 32x the feed-forward time
+    assert "first reaches the feed-forward 16 at 1000 iterations" in reached and "about 316 s, 32x" in reached
+    never = crossing(summary_of({None: (16.0, 10.0), 100: (14.0, 100.0), 300: (15.5, 300.0)}), "video", "sds_offsets")
+    assert "never reaches the feed-forward 16 within 300 iterations (best 15.5 at 300)" in never and "30x" in never
+    below_empty = summarise([*summary_rows({None: (16.0, 10.0), 100: (17.0, 100.0)}), {**summary_rows({None: (18.0, 0.0)})[0],
+                                                                                        "method": "empty_render"}])
+    assert "no better than the empty render's 18" in crossing(below_empty, "video", "sds_offsets")
+
+
+def test_sampling_options_override_the_saved_defaults_only_when_given(tiny_model):
+    chosen, _ = benchmark.load_models(tiny_model, torch.device("cpu"), benchmark.Sampling(sampler="ode"))
+    saved, _ = benchmark.load_models(tiny_model, torch.device("cpu"))
     assert chosen.defaults.sampler == "ode" and saved.defaults.sampler == "stochastic"
     with pytest.raises(SystemExit):  # argparse refuses names that are not samplers
         benchmark.main(["eval", "--model", str(tiny_model), "--data", "x", "--sampler", "euler"])
+
+
+def test_sds_reaches_the_feed_forward_only_when_every_measure_does():
+    rows = summary_rows({None: (16.0, 10.0), 100: (17.0, 100.0), 300: (17.5, 300.0)})
+    for row, ssim, masked in zip(rows, (0.7, 0.4, 0.8), (8.0, 9.0, 9.0)):  # SDS at 100: better PSNR, worse SSIM
+        row.update(ssim=ssim, psnr_masked=masked)
+    assert "first at 300 iterations, 300 s, 30x the feed-forward time" in all_reached(summarise(rows), "video", "sds_offsets")
+    rows[2]["ssim"] = 0.5
+    assert "not as good as the feed-forward on PSNR (dB), SSIM, masked PSNR (dB) together at any budget up to 300" in all_reached(
+        summarise(rows), "video", "sds_offsets")
