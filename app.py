@@ -62,7 +62,7 @@ class Generator:
         """One request -> (multiview.mp4, orbit.mp4, viewer HTML, download files, status line).
 
         Raises ValueError (infer.InferError among them) on bad input, before writing anything."""
-        settings = infer.Settings(views=None, frames=None, steps=int(steps), guidance=float(guidance), sampler=None, seed=int(seed),
+        settings = infer.Settings(views=None, frames=None, steps=int(steps), guidance=float(guidance), seed=int(seed),
                                   elevation=15.0, video_size=int(video_size), refine_steps=int(refine_steps), mesh=bool(mesh))
         out = self.out_root / folder_name(prompt or "")
         meta = infer.generate_with(self.pipeline, self.head, self.model, prompt, out, settings,

@@ -52,7 +52,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -68,7 +68,7 @@ from evaluation.metrics import (coverage, flicker, geometry_metrics, image_metri
                                 motion_ratio, patch_seam_ratio, scores, silhouette_iou)
 from evaluation.report import (COLUMNS, EMPTY, FEED_FORWARD, TRUTH_COLUMNS, cell, plot, provenance, read_results, report,
                                summarise, write_results)
-from model.pipeline import LOOP_OUTPUTS, SAMPLERS
+from model.sampling import LOOP_OUTPUTS, SAMPLERS, Sampling
 from recon.render import render_views
 
 TASKS = ("video", "image", "text")
@@ -76,17 +76,6 @@ RECIPES = ("offsets", "dg4d")  # baselines/sds.py, baselines/dg4d.py
 
 
 # ----------------------------------------------------------------------------- options (only `main` reads argparse)
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Overrides of the model's saved sampling defaults (model.pipeline.PipelineDefaults); None keeps the model's."""
-
-    sampler: str | None = None
-    motion: float | None = None
-    loop_start: float | None = None
-    loop_blend: float | None = None
-    loop_output: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,8 +134,7 @@ def load_models(model: Path, device: torch.device, sampling: Sampling = Sampling
 
     infer.check_model_folder(model)
     pipeline, head = infer.load_models(model, device)
-    given = {k: v for k, v in asdict(sampling).items() if v is not None}
-    pipeline.defaults = replace(pipeline.defaults, **given)  # ValueError on a bad value
+    pipeline.defaults = sampling.over(pipeline.defaults)  # ValueError on a bad value
     return pipeline, head
 
 

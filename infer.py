@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ import torch
 from data.atomic import atomic_folder
 from data.cli import (Failure, UsageError, check_device, check_output, entry_point, finite_float, fraction, non_negative_int,
                       positive_int)
+from model.sampling import LOOP_OUTPUTS, SAMPLERS, Sampling  # a light module: no diffusers
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "zoetrope4d-cpu-small"
 FPS = 8  # animation frames per second in multiview.mp4, viewer.html and animated.glb
@@ -42,15 +43,11 @@ class Settings:
     frames: int | None
     steps: int
     guidance: float
-    sampler: str | None  # None: the model's saved default
     seed: int
     elevation: float
     video_size: int
     refine_steps: int
-    motion: float | None = None  # None: the model's saved default (read by motion-conditioned models)
-    loop_start: float | None = None  # reconstruction in the loop (model.pipeline.PipelineDefaults); None: the model's
-    loop_blend: float | None = None
-    loop_output: str | None = None
+    sampling: Sampling = Sampling()  # sampler, motion score, reconstruction loop; None fields: the model's saved default
     mesh: bool = True  # write animated.glb
 
 
@@ -281,19 +278,15 @@ def generate_with(pipeline, head, model: Path, prompt: str, out: Path, settings:
     check_request(prompt, image, video)
     stages = stages or Stages(total=0)
     stages.total = stages.done + 6 + settings.mesh
-    d = pipeline.defaults
-    asked = dict(sampler=settings.sampler, motion=settings.motion, loop_start=settings.loop_start,
-                 loop_blend=settings.loop_blend, loop_output=settings.loop_output)
-    d = replace(d, **{k: v for k, v in asked.items() if v is not None})  # resolved once: used and recorded
-    V, F, sampler = settings.views or d.num_views, settings.frames or d.num_frames, d.sampler
-    sampling = dict(motion=d.motion, loop_start=d.loop_start, loop_blend=d.loop_blend, loop_output=d.loop_output)
+    d = settings.sampling.over(pipeline.defaults)
+    V, F, sampling = settings.views or d.num_views, settings.frames or d.num_frames, Sampling.of(d)  # resolved once: used and recorded
     given = dict(
         image=load_image(image, d.height, d.width) if image else None,
         video=load_video(video, F, d.height, d.width) if video else None,
     )
     result, gaussians = feed_forward(pipeline, head, prompt, **given, views=V, frames=F, elevation=settings.elevation,
                                      steps=settings.steps, guidance=settings.guidance, seed=settings.seed,
-                                     refine_steps=settings.refine_steps, stages=stages, sampler=sampler, **sampling)
+                                     refine_steps=settings.refine_steps, stages=stages, sampling=sampling)
 
     with atomic_folder(out) as tmp:
         stages.run("write multiview.mp4", write_multiview_video, tmp / "multiview.mp4", result.images, FPS)
@@ -306,7 +299,7 @@ def generate_with(pipeline, head, model: Path, prompt: str, out: Path, settings:
         meta = {"prompt": prompt, "mode": "video" if video else "image" if image else "text",
                 "image": str(image) if image else None, "video": str(video) if video else None,
                 "model": str(model), "device": str(next(head.parameters()).device), "settings": asdict(settings),
-                "views": V, "frames": F, "fps": FPS, "sampler": sampler, **sampling,
+                "views": V, "frames": F, "fps": FPS, **asdict(sampling),
                 "gaussians_per_frame": gaussians.num_gaussians, "seconds": stages.seconds,
                 "total_seconds": round(sum(stages.seconds.values()), 3)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
@@ -316,13 +309,12 @@ def generate_with(pipeline, head, model: Path, prompt: str, out: Path, settings:
 def feed_forward(pipeline, head, prompt: str, image: torch.Tensor | None = None, video: torch.Tensor | None = None, *,
                  views: int, frames: int, elevation: float, azimuth: float = 0.0, steps: int = 20, guidance: float = 3.0,
                  size: tuple[int, int] | None = None, seed: int = 0, refine_steps: int = 0, stages: Stages | None = None,
-                 progress: bool = True, **sampling):
+                 sampling: Sampling = Sampling(), progress: bool = True):
     """The feed-forward method, shared by infer.py, app.py and benchmark.py: prompt (+ image [3, H, W] or video
     [F, 3, H, W] in [0, 1], the front view) -> the diffusion pipeline -> the Gaussian head (-> refinement).
 
     The views sit on a ring at `elevation` degrees with view 0 at `azimuth`, `size` (H, W) pixels (None: the given
-    image's, else the pipeline's). `sampling` (sampler, motion, loop_start, loop_blend, loop_output) overrides the
-    pipeline's saved defaults; `stages` times and reports the two stages; progress=False hides the denoising
+    image's, else the pipeline's). `sampling` overrides the pipeline's saved sampling defaults; `stages` times and reports the two stages; progress=False hides the denoising
     progress bar. Returns (Generation, Gaussians [F, N] on the CPU).
     """
     stages = stages or Stages(total=0, report=lambda *_: None)
@@ -332,7 +324,7 @@ def feed_forward(pipeline, head, prompt: str, image: torch.Tensor | None = None,
     result = stages.run("multiview video", pipeline, prompt, image, video, num_views=views, num_frames=frames, height=H, width=W,
                         elevation=elevation, azimuth=azimuth, num_inference_steps=steps, guidance_scale=guidance,
                         reconstruct=head.render_back, generator=torch.Generator().manual_seed(seed),
-                        progress=progress, **sampling)
+                        sampling=sampling, progress=progress)
     return result, stages.run("4D Gaussians", reconstruct, head, result, refine_steps)
 
 
@@ -406,7 +398,6 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.motion is not None and args.motion < 0:
         raise UsageError(f"--motion {args.motion}: must be 0 or more (about 0.016 for a walk)")
     if args.sampler is not None or args.loop_output is not None:
-        from model.pipeline import LOOP_OUTPUTS, SAMPLERS  # imported only here: diffusers takes seconds to import
 
         for option, value, choices in (("--sampler", args.sampler, SAMPLERS), ("--loop-output", args.loop_output, LOOP_OUTPUTS)):
             if value is not None and value not in choices:
@@ -425,9 +416,9 @@ def main(argv=None) -> None:
 
     Bad input stops with one line `error: ...` (exit 2 for arguments, 1 for unusable files) and writes nothing."""
     args = parse_args(argv)
-    settings = Settings(args.views, args.frames, args.steps, args.guidance, args.sampler, args.seed, args.elevation,
-                        args.video_size, args.refine_steps, args.motion, args.loop_start, args.loop_blend, args.loop_output,
-                        mesh=args.mesh)
+    sampling = Sampling(args.sampler, args.motion, args.loop_start, args.loop_blend, args.loop_output)
+    settings = Settings(args.views, args.frames, args.steps, args.guidance, args.seed, args.elevation, args.video_size,
+                        args.refine_steps, sampling, mesh=args.mesh)
     try:
         check_model_folder(args.model)
     except InferError as err:

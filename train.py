@@ -47,8 +47,9 @@ from data.images import composite
 from data.preview import grid_image
 from data.stream import Subset, make_loader, resolve_shards
 from model.diffusion import Objective, diffusion_loss
-from model.pipeline import MultiViewVideoPipeline, PipelineDefaults
+from model.pipeline import MultiViewVideoPipeline
 from model.presets import build_dit, build_scheduler, get_preset
+from model.sampling import PipelineDefaults
 from model.text import TextEncoder
 from recon.head import build_head
 from recon.losses import LossWeights, load_lpips, recon_loss

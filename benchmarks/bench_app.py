@@ -56,7 +56,7 @@ def main(argv=None) -> None:
 
     print(f"app start-up (fresh process until the page answers): {startup_seconds(args.model):.1f} s", flush=True)
     generator = app.Generator(args.model, "cpu", Path(tempfile.mkdtemp()) / "app")
-    settings = infer.Settings(views=None, frames=None, steps=args.steps, guidance=3.0, sampler=None, seed=0, elevation=15.0,
+    settings = infer.Settings(views=None, frames=None, steps=args.steps, guidance=3.0, seed=0, elevation=15.0,
                               video_size=256, refine_steps=0)
     generator(PROMPT, None, None, 1, 3.0, 0, 0, 64, True)  # warm-up: first-call costs (lazy imports, kernels) hit neither side
     times = {"app": [], "infer": []}

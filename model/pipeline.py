@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from data.cameras import fit_distance, intrinsics_from_fov, orbit_c2w, ring_azimuths
 from model.diffusion import Task, condition_mask, from_model_rgb, sample_noise
 from model.dit import MultiViewVideoDiT
+from model.sampling import PipelineDefaults, Sampling
 from model.text import TextEncoder, TextStates
 
 
@@ -36,47 +37,9 @@ class Generation:
     times: torch.Tensor  # [F] in [0, 1]
 
 
-SAMPLERS = ("stochastic", "ode")
-LOOP_OUTPUTS = ("sample", "render")
-
 # images [V, F, 3, H, W] in [0, 1], c2w [V, F, 4, 4], K [V, 3, 3] -> renders [V, F, 3, H, W] in [0, 1] of one 3D
 # reconstruction of them at the same cameras (infer.py passes the Gaussian head followed by the renderer).
 Reconstructor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass
-class PipelineDefaults:
-    """Saved with the pipeline: what a call uses when not told otherwise. Match the renders the model learnt from."""
-
-    num_views: int = 4
-    num_frames: int = 8
-    height: int = 64
-    width: int = 64
-    fov_deg: float = 40.0  # horizontal field of view; the camera distance follows from data.cameras.fit_distance
-    shared_noise: float = 0.0  # as in training (model.diffusion.Objective.shared_noise)
-    sampler: str = "stochastic"  # "stochastic" or "ode"; see MultiViewVideoPipeline._denoise
-    motion: float = 0.016  # motion score asked of motion-conditioned models (data.images; the training clips' mean)
-    # Reconstruction in the loop (`_denoise`): from this fraction of the steps on (1: never), each clean-image
-    # prediction is blended `loop_blend` of the way towards the renders of its 3D reconstruction; `loop_output`
-    # "render" returns the renders of the final reconstruction instead of the last sample.
-    loop_start: float = 1.0
-    loop_blend: float = 1.0
-    loop_output: str = "sample"
-
-    def __post_init__(self):
-        check_choice("sampler", self.sampler, SAMPLERS)
-        check_choice("loop_output", self.loop_output, LOOP_OUTPUTS)
-        for name in ("loop_start", "loop_blend"):
-            if not 0.0 <= getattr(self, name) <= 1.0:  # also refuses NaN
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if not 0.0 <= self.motion < float("inf"):
-            raise ValueError(f"motion must be a finite score >= 0 (about 0.016 for a walk), got {self.motion}")
-
-
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    """ValueError unless value is one of choices."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
 def model_conditioning(cond: torch.Tensor, given: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, times: torch.Tensor,
@@ -195,15 +158,11 @@ class MultiViewVideoPipeline:
         elevation: float = 0.0,
         azimuth: float = 0.0,
         fov_deg: float | None = None,
-        sampler: str | None = None,
-        motion: float | None = None,
         distance: float | None = None,
         num_inference_steps: int = 25,
         guidance_scale: float = 3.0,
+        sampling: Sampling = Sampling(),
         reconstruct: Reconstructor | None = None,
-        loop_start: float | None = None,
-        loop_blend: float | None = None,
-        loop_output: str | None = None,
         generator: torch.Generator | None = None,
         progress: bool = True,
     ) -> Generation:
@@ -212,16 +171,14 @@ class MultiViewVideoPipeline:
         prompt: non-empty text. image: [3, H, W] in [0, 1], view 0 frame 0 (image-to-4D); video: [F, 3, H, W] in
         [0, 1], view 0 (video-to-4D); given frames come back unchanged. Views sit on a ring at `elevation` degrees,
         view 0 at `azimuth`; distance defaults to the one at which the normalised object fits the field of view.
-        guidance_scale 1 skips the unconditional pass. sampler: "stochastic" or "ode" (see `_denoise`). motion: the
-        motion score asked of a motion-conditioned model. reconstruct: a `Reconstructor` for reconstruction in the
-        loop (`loop_*`, see PipelineDefaults); without one the loop is off. None: the saved default.
-        progress=False hides the progress bar.
+        guidance_scale 1 skips the unconditional pass. sampling: the sampler ("stochastic" or "ode", see `_denoise`),
+        the motion score asked of a motion-conditioned model and the reconstruction loop (`loop_*`, see
+        PipelineDefaults), which runs only with a `reconstruct`. None: the saved default. progress=False hides the bar.
         """
         if not prompt or not prompt.strip():
             raise ValueError("prompt is empty; describe the object (the empty prompt is the unconditional branch)")
-        asked = dict(num_views=num_views, num_frames=num_frames, height=height, width=width, fov_deg=fov_deg, sampler=sampler,
-                     motion=motion, loop_start=loop_start, loop_blend=loop_blend, loop_output=loop_output)
-        d = replace(self.defaults, **{k: v for k, v in asked.items() if v is not None})  # validates every value
+        grid = dict(num_views=num_views, num_frames=num_frames, height=height, width=width, fov_deg=fov_deg)
+        d = replace(sampling.over(self.defaults), **{k: v for k, v in grid.items() if v is not None})  # validates every value
         V, F, H, W = d.num_views, d.num_frames, d.height, d.width
         c2w, K = self.cameras(V, F, H, W, elevation, d.fov_deg, distance, azimuth)  # [V, F, 4, 4], [V, 3, 3]
         times = torch.linspace(0, 1, F)  # [F]

@@ -62,8 +62,9 @@ def tiny_model(tmp_path_factory) -> Path:
     """A model folder laid out like the shipped one, with random tiny weights: 2 views x 3 frames at 16x16."""
     import torch
 
-    from model.pipeline import MultiViewVideoPipeline, PipelineDefaults
+    from model.pipeline import MultiViewVideoPipeline
     from model.presets import build_dit, build_scheduler
+    from model.sampling import PipelineDefaults
     from model.text import TextEncoder
     from recon.head import build_head
 

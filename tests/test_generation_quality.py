@@ -8,7 +8,8 @@ import torch
 from data.images import motion_score
 from evaluation.metrics import coverage, masked_consistency, motion_ratio, patch_seam_ratio, silhouette_iou
 from model.dit import MultiViewVideoDiT, OutputRefiner
-from model.pipeline import MultiViewVideoPipeline, PipelineDefaults
+from model.pipeline import MultiViewVideoPipeline
+from model.sampling import PipelineDefaults, Sampling
 from model.presets import build_dit, build_scheduler
 from model.text import TextEncoder
 from recon.head import build_head
@@ -97,8 +98,10 @@ def parts():
     return MultiViewVideoPipeline(transformer, build_scheduler("tiny"), encoder, defaults), head
 
 
-def generate(pipe, **kwargs):
-    return pipe("a hopping frog", num_inference_steps=4, generator=torch.Generator().manual_seed(0), progress=False, **kwargs)
+def generate(pipe, reconstruct=None, **sampling):
+    """A 4-step generation; `sampling` names Sampling's fields (motion=, loop_start=, ...)."""
+    return pipe("a hopping frog", num_inference_steps=4, generator=torch.Generator().manual_seed(0), progress=False,
+                reconstruct=reconstruct, sampling=Sampling(**sampling))
 
 
 def test_pipeline_motion_changes_the_result(parts):

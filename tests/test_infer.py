@@ -66,9 +66,9 @@ def test_sampler_choice_changes_the_gaussians_and_is_recorded(tiny_model, tmp_pa
     run(tiny_model, tmp_path / "ode", "--sampler", "ode")
     default, ode = (read_ply(tmp_path / x / "ply" / "frame_000.ply") for x in ("default", "ode"))
     assert not torch.equal(default.colours, ode.colours)
-    assert json.loads((tmp_path / "ode" / "meta.json").read_text())["settings"]["sampler"] == "ode"
+    assert json.loads((tmp_path / "ode" / "meta.json").read_text())["settings"]["sampling"]["sampler"] == "ode"
     meta = json.loads((tmp_path / "default" / "meta.json").read_text())
-    assert meta["settings"]["sampler"] is None and meta["sampler"] == "stochastic"  # the model's, resolved
+    assert meta["settings"]["sampling"]["sampler"] is None and meta["sampler"] == "stochastic"  # the model's, resolved
 
 
 def read_frames(folder: Path) -> Gaussians:

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from data.cameras import fit_distance, intrinsics_from_fov, orbit_c2w, ring_azimuths
-from model.pipeline import MultiViewVideoPipeline, PipelineDefaults
+from model.pipeline import MultiViewVideoPipeline
+from model.sampling import PipelineDefaults, Sampling
 from model.presets import build_dit, build_scheduler, get_preset
 from model.text import TextEncoder
 from test_model import randomize_
@@ -28,9 +29,9 @@ def pipe(encoder):
     return MultiViewVideoPipeline(transformer, build_scheduler("tiny"), encoder, defaults)
 
 
-def generate(pipe, seed=0, **kwargs):
+def generate(pipe, seed=0, sampler=None, **kwargs):
     kwargs = dict(dict(num_inference_steps=STEPS, generator=torch.Generator().manual_seed(seed)), **kwargs)
-    return pipe("a jumping frog", progress=False, **kwargs)
+    return pipe("a jumping frog", progress=False, sampling=Sampling(sampler=sampler), **kwargs)
 
 
 def test_transformer_and_scheduler_must_share_the_timestep_scale(encoder):

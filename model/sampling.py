@@ -1,0 +1,67 @@
+"""What a pipeline call uses when not told otherwise, and what one call asks instead.
+
+Kept apart from pipeline.py (which imports diffusers, seconds of start-up) so that infer.py can check its options
+before loading anything heavy.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+SAMPLERS = ("stochastic", "ode")
+LOOP_OUTPUTS = ("sample", "render")
+
+
+@dataclass
+class PipelineDefaults:
+    """Saved with the pipeline: what a call uses when not told otherwise. Match the renders the model learnt from."""
+
+    num_views: int = 4
+    num_frames: int = 8
+    height: int = 64
+    width: int = 64
+    fov_deg: float = 40.0  # horizontal field of view; the camera distance follows from data.cameras.fit_distance
+    shared_noise: float = 0.0  # as in training (model.diffusion.Objective.shared_noise)
+    sampler: str = "stochastic"  # "stochastic" or "ode"; see MultiViewVideoPipeline._denoise
+    motion: float = 0.016  # motion score asked of motion-conditioned models (data.images; the training clips' mean)
+    # Reconstruction in the loop (`_denoise`): from this fraction of the steps on (1: never), each clean-image
+    # prediction is blended `loop_blend` of the way towards the renders of its 3D reconstruction; `loop_output`
+    # "render" returns the renders of the final reconstruction instead of the last sample.
+    loop_start: float = 1.0
+    loop_blend: float = 1.0
+    loop_output: str = "sample"
+
+    def __post_init__(self):
+        check_choice("sampler", self.sampler, SAMPLERS)
+        check_choice("loop_output", self.loop_output, LOOP_OUTPUTS)
+        for name in ("loop_start", "loop_blend"):
+            if not 0.0 <= getattr(self, name) <= 1.0:  # also refuses NaN
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.motion < float("inf"):
+            raise ValueError(f"motion must be a finite score >= 0 (about 0.016 for a walk), got {self.motion}")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The sampling options of one call (PipelineDefaults' fields of the same names); None keeps the saved default.
+    The one list of them: infer.py, app.py and benchmark.py pass one of these."""
+
+    sampler: str | None = None
+    motion: float | None = None
+    loop_start: float | None = None
+    loop_blend: float | None = None
+    loop_output: str | None = None
+
+    def over(self, defaults: PipelineDefaults) -> PipelineDefaults:
+        """`defaults` with every option set here in place of its value; ValueError on a bad one."""
+        return replace(defaults, **{k: v for k, v in asdict(self).items() if v is not None})
+
+    @classmethod
+    def of(cls, defaults: PipelineDefaults) -> Sampling:
+        """Every option as `defaults` has it (what a call resolved, to record)."""
+        return cls(**{name: getattr(defaults, name) for name in asdict(cls())})
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """ValueError unless value is one of choices."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
