@@ -66,8 +66,8 @@ from evaluation.heldout import Selection, asset_of, check_held_out, held_out_cam
 from evaluation.learned import DEFAULT_CLIP, load_learned_metrics
 from evaluation.metrics import (coverage, flicker, geometry_metrics, image_metrics, masked_consistency, measure,
                                 motion_ratio, patch_seam_ratio, scores, silhouette_iou)
-from evaluation.report import (COLUMNS, EMPTY, FEED_FORWARD, TRUTH_COLUMNS, cell, plot, provenance, read_results, report,
-                               summarise, write_results)
+from evaluation.report import (COLUMNS, EMPTY, FEED_FORWARD, TRUTH_COLUMNS, cell, load_average, plot, provenance, read_results,
+                               report, summarise, write_results)
 from model.sampling import LOOP_OUTPUTS, SAMPLERS, Sampling
 from recon.render import render_views
 
@@ -395,6 +395,7 @@ def finish(out: Path, about: dict, rows: list[dict]) -> str:
     """Write the results files, compare.md and the plot into `out`; return the Markdown report."""
     if not rows:
         raise ValueError(f"no held-out clips in {about['data']}")
+    about["machine"]["load_average_at_end"] = load_average()
     write_results(out, about, rows)
     text = report([{"file": str(out / "results.json"), **about}], rows)
     (out / "compare.md").write_text(text + "\n")

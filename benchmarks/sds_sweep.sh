@@ -1,27 +1,44 @@
 #!/usr/bin/env bash
-# The measured comparison with score distillation in the README (issue 18), on this repository's held-out shards
-# (shards/v1, made by the README's data build): video-to-4D on four held-out clips (the two real assets and two
-# procedural ones) with SDS scored at 100, 300, 1,000 and 2,000 iterations of one run per clip; then image- and
-# text-to-4D on the real stag, and DreamGaussian4D's recipe on video-to-4D, at 100 and 300 iterations.
-# Two single-thread processes run at a time, one per core; on a shared machine run it under its lock:
+# The measured comparison with score distillation in the README (issue 18), on the held-out shards of shards/v1
+# (made by the README's data build), in three parts of at most about 75 minutes each on 2 cores:
+#   video-a  video-to-4D on the real stag and a procedural ball: the feed-forward model, and one SDS run ("offsets"
+#            recipe) of 2,000 iterations per clip scored at 100, 300, 1,000 and 2,000;
+#   video-b  the same on the second real asset (SimpleSkin) and a procedural biped;
+#   other    image- and text-to-4D on the stag at 100 and 300 iterations, beside DreamGaussian4D's recipe on
+#            video-to-4D (the stag and the ball) at 100 and 300.
+# One compare run per clip, each into its own folder (a stopped part keeps the clips it finished), two single-thread
+# runs at a time (one per core). On a shared machine run each part under its lock, then make the tables and plot:
 #
-#   flock /work/cpu.lock bash benchmarks/sds_sweep.sh runs/sweep
-#   python benchmark.py report runs/sweep/*/results.json --plot benchmarks/results/quality_vs_seconds.png
+#   flock /work/cpu.lock bash benchmarks/sds_sweep.sh runs/sweep video-a     # (or video-b, other; all: every part)
+#   python benchmark.py report runs/sweep/*/results.json --plot quality_vs_seconds.png
 set -euo pipefail
 OUT=${1:-runs/sweep}
-COMMON=(--model pretrained/zoetrope4d-cpu-small --train-manifest shards/v1/manifest.json --sds-gaussians 1000 --quiet
-        --save-gaussians)
-export OMP_NUM_THREADS=1
+PART=${2:-all}
+export OMP_NUM_THREADS=1 OUT
 
-both() {  # two compare runs side by side; fails if either fails
-    python benchmark.py compare "${COMMON[@]}" $1 & first=$!
-    python benchmark.py compare "${COMMON[@]}" $2 & second=$!
+compare() {  # compare NAME SHARD OPTIONS...: one held-out clip of shards/v1/val/SHARD.tar into OUT/NAME
+    local name=$1 shard=$2
+    shift 2
+    python benchmark.py compare --model pretrained/zoetrope4d-cpu-small --train-manifest shards/v1/manifest.json \
+        --data "shards/v1/val/$shard.tar" --max-clips 1 --sds-gaussians 1000 --quiet --save-gaussians --out "$OUT/$name" "$@"
+}
+export -f compare
+
+both() {  # two lists of runs side by side, each list in turn (runs joined by &&); fails if either fails
+    bash -c "$1" & first=$!
+    bash -c "$2" & second=$!
     wait $first && wait $second
 }
 
-both "--data shards/v1/val/{QuaterniusStag,SimpleSkin}.tar --max-clips 2 --tasks video --sds-iters 100 300 1000 2000 --out $OUT/video-real" \
-     "--data shards/v1/val/{proc-ball-00032,proc-biped-00010}.tar --max-clips 2 --tasks video --sds-iters 100 300 1000 2000 --out $OUT/video-procedural"
-both "--data shards/v1/val/QuaterniusStag.tar --max-clips 1 --tasks image --sds-iters 100 300 --out $OUT/image" \
-     "--data shards/v1/val/QuaterniusStag.tar --max-clips 1 --tasks text --sds-iters 100 300 --out $OUT/text"
-both "--data shards/v1/val/QuaterniusStag.tar --max-clips 1 --tasks video --sds-recipe dg4d --sds-iters 100 300 --out $OUT/dg4d-real" \
-     "--data shards/v1/val/proc-ball-00032.tar --max-clips 1 --tasks video --sds-recipe dg4d --sds-iters 100 300 --out $OUT/dg4d-procedural"
+VIDEO="--tasks video --sds-iters 100 300 1000 2000"
+DG4D="--tasks video --sds-recipe dg4d --sds-iters 100 300"
+if [[ $PART == video-a || $PART == all ]]; then
+    both "compare video-stag QuaterniusStag $VIDEO" "compare video-ball proc-ball-00032 $VIDEO"
+fi
+if [[ $PART == video-b || $PART == all ]]; then
+    both "compare video-simpleskin SimpleSkin $VIDEO" "compare video-biped proc-biped-00010 $VIDEO"
+fi
+if [[ $PART == other || $PART == all ]]; then
+    both "compare image-stag QuaterniusStag --tasks image --sds-iters 100 300 && compare text-stag QuaterniusStag --tasks text --sds-iters 100 300" \
+         "compare dg4d-stag QuaterniusStag $DG4D && compare dg4d-ball proc-ball-00032 $DG4D"
+fi

@@ -50,9 +50,15 @@ def provenance(argv: list[str]) -> dict:
                platform.processor() or "unknown")
     machine = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                "python": platform.python_version(), "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-               "load_average_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}
+               "load_average_at_start": load_average()}
     return {"command": shlex.join(["python", *argv]), "commit": commit, "dirty": dirty, "machine": machine,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def load_average() -> list[float] | None:
+    """The machine's 1-, 5- and 15-minute load averages (None where the OS has none): on a shared machine the
+    seconds of a run depend on them."""
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 def _read(path: str) -> str:
@@ -222,7 +228,7 @@ def report(headers: list[dict], rows: list[dict]) -> str:
         m = h["machine"]
         lines.append(f"- `{h['command']}`: commit {h['commit'][:10]}{' (with local changes)' if h['dirty'] else ''}, "
                      f"{h['date']}, {m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch threads, load "
-                     f"{m['load_average_at_start']} at start), torch {m['torch']}")
+                     f"{m['load_average_at_start']} at start, {m.get('load_average_at_end')} at the end), torch {m['torch']}")
     lines += ["", summary_table(summary), ""]
     sds_methods = sorted({(t, m) for t, m, i in summary if i is not None})
     for task, method in sds_methods:
