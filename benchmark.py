@@ -123,6 +123,7 @@ class ScoreOptions:
     train_manifest: Path
     out: Path
     seconds: float | None = None  # the method's seconds per clip, where known
+    iters: int | None = None  # the optimisation budget the files come from (a sweep's checkpoint), where there is one
     device: str = "cpu"
     clip_model: str = DEFAULT_CLIP
     argv: list[str] = field(default_factory=list)
@@ -442,7 +443,7 @@ def run_score(options: ScoreOptions) -> str:
         gaussians = read_clip(options.gaussians, truth.key, sample["images"].shape[2]).map(lambda t: t[None].to(device))
         measured, _ = score_gaussians(gaussians, truth, learned)
         seconds = math.nan if options.seconds is None else options.seconds
-        rows.append(truth.row(options.method, None, None, measured | {"seconds": seconds}))
+        rows.append(truth.row(options.method, options.iters, None, measured | {"seconds": seconds}))
         print(f"{truth.key} {options.task}: {options.method} {measured['psnr']:.2f} dB", flush=True)
     return finish(options.out, about, rows)
 
@@ -499,6 +500,8 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--gaussians", type=Path, required=True, help="DIR/<clip key>/frame_NNN.ply (evaluation/plys.py)")
     sc.add_argument("--task", choices=TASKS, default="video", help="the conditioning the method was given")
     sc.add_argument("--seconds", type=finite_float, help="the method's seconds per clip, where known")
+    sc.add_argument("--iters", type=positive_int, help="the budget (iterations) the files come from, so that a sweep's "
+                    "checkpoints scored one by one form its curve")
     rep.add_argument("results", nargs="+", type=Path, help="results.json files of compare or score")
     rep.add_argument("--plot", type=Path, help="write the plot of quality against seconds here (PNG)")
     return p
@@ -509,7 +512,7 @@ def options_of(args: argparse.Namespace, argv: list[str], out: Path):
     clips = Selection(args.data, args.views, args.max_clips, args.clips_per_asset)
     if args.command == "score":
         return ScoreOptions(args.method, args.gaussians, args.task, clips, args.train_manifest, out, seconds=args.seconds,
-                            device=args.device, clip_model=args.clip_model, argv=argv)
+                            iters=args.iters, device=args.device, clip_model=args.clip_model, argv=argv)
     sampling = Sampling(args.sampler, args.motion, args.loop_start, args.loop_blend, args.loop_output)
     if args.command == "eval":
         return EvalOptions(args.model, clips, out, steps=args.steps, seed=args.seed, sampling=sampling)

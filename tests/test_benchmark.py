@@ -108,19 +108,21 @@ def test_sweep_writes_one_row_per_method_budget_seed_and_clip(sweep):
     assert "| blobs | video |" in table  # per-asset means
 
 
-def test_score_of_the_feed_forward_plys_reproduces_compare(sweep, tmp_path, capsys):
+@pytest.mark.parametrize("folder, method, iters", [("feed_forward-seed0", "feed_forward", None), ("sds_offsets-2-seed0", "sds_offsets", 2)])
+def test_score_of_a_methods_plys_reproduces_compare(sweep, tmp_path, folder, method, iters, capsys):
     data, out = sweep
-    benchmark.main(["score", "--method", "ff-again", "--gaussians", str(out / "gaussians" / "video" / "feed_forward-seed0"),
+    budget = ["--iters", str(iters)] if iters else []
+    benchmark.main(["score", "--method", method, *budget, "--gaussians", str(out / "gaussians" / "video" / folder),
                     "--data", str(data / "val"), "--train-manifest", str(data / "manifest.json"), "--views", "2",
                     "--max-clips", "2", "--out", str(tmp_path / "score"), "--clip-model", str(tmp_path / "no-clip")])
     compared = {r["key"]: r for r in json.loads((out / "results.json").read_text())["rows"]
-                if r["method"] == "feed_forward" and r["seed"] == 0}
+                if r["method"] == method and r["iters"] == iters and r["seed"] == 0}
     scored = json.loads((tmp_path / "score" / "results.json").read_text())["rows"]
-    assert sorted(r["key"] for r in scored) == sorted(compared)
+    assert sorted(r["key"] for r in scored) == sorted(compared) and all(r["iters"] == iters for r in scored)
     for row in scored:
         for column in ("psnr", "psnr_masked", "ssim", "ssim_masked", "flicker_error"):
             assert row[column] == pytest.approx(compared[row["key"]][column], abs=1e-3), column
-    assert "ff-again" in capsys.readouterr().out
+    assert f"{method} " in capsys.readouterr().out
 
 
 def test_report_merges_results_files_and_draws_the_plot(sweep, tmp_path, capsys):
