@@ -80,16 +80,20 @@ def write_results(out: Path, about: dict, rows: list[dict]) -> None:
 
 
 def read_results(paths: list[Path]) -> tuple[list[dict], list[dict]]:
-    """(the files' headers without rows, all rows with null read back as NaN); ValueError for a file that is not one."""
-    headers, rows = [], []
+    """(the files' headers without rows, their rows with null read back as NaN). A row of the same clip, task, method,
+    budget and seed as an earlier file's (two runs that both scored the feed-forward model or the empty render on a
+    clip) is left out, and counted in its file's header as "repeated". ValueError for a file that is not one."""
+    headers, rows, seen = [], [], set()
     for path in paths:
         try:
             results = json.loads(Path(path).read_text())
             found = results.pop("rows")
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"{path} is not a benchmark results file (results.json with rows): {type(err).__name__}") from None
-        headers.append({"file": str(path), **results})
-        rows += [{k: math.nan if v is None and k in COLUMNS else v for k, v in row.items()} for row in found]
+        new = [row for row in found if tuple(row[k] for k in ROW_KEYS) not in seen]
+        seen |= {tuple(row[k] for k in ROW_KEYS) for row in new}
+        headers.append({"file": str(path), **results, "repeated": len(found) - len(new)})
+        rows += [{k: math.nan if v is None and k in COLUMNS else v for k, v in row.items()} for row in new]
     return headers, rows
 
 
@@ -226,7 +230,8 @@ def report(headers: list[dict], rows: list[dict]) -> str:
     lines = []
     for h in headers:
         m = h["machine"]
-        lines.append(f"- `{h['command']}`: commit {h['commit'][:10]}{' (with local changes)' if h['dirty'] else ''}, "
+        repeated = f" ({h['repeated']} rows already in an earlier file left out)" if h.get("repeated") else ""
+        lines.append(f"- `{h['command']}`{repeated}: commit {h['commit'][:10]}{' (with local changes)' if h['dirty'] else ''}, "
                      f"{h['date']}, {m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch threads, load "
                      f"{m['load_average_at_start']} at start, {m.get('load_average_at_end')} at the end), torch {m['torch']}")
     lines += ["", summary_table(summary), ""]

@@ -132,8 +132,9 @@ def test_report_merges_results_files_and_draws_the_plot(sweep, tmp_path, capsys)
     assert "`python benchmark.py compare" in printed and "| video | sds_offsets | 1 | 4 |" in printed
     assert "video-to-4D, PSNR (dB): sds_offsets" in printed  # reaches the feed-forward quality, or says it never does
     assert (tmp_path / "plot.png").stat().st_size > 10_000
-    headers, rows = read_results([out / "results.json"])
-    assert len(rows) == 22 and math.isnan(next(r for r in rows if r["method"] == "empty_render")["seconds"])
+    headers, rows = read_results([out / "results.json", out / "results.json"])  # the second copy adds nothing
+    assert len(rows) == 22 and headers[1]["repeated"] == 22
+    assert math.isnan(next(r for r in rows if r["method"] == "empty_render")["seconds"])
 
 
 @pytest.mark.parametrize("problem, message", [
