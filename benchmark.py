@@ -57,7 +57,7 @@ from pathlib import Path
 
 import torch
 
-from data.atomic import atomic_folder
+from data.atomic import atomic_folder, atomic_path
 from data.cli import (Failure, UsageError, check_device, check_output, entry_point, finite_float, fraction, non_negative_int,
                       positive_int)
 from data.images import composite
@@ -67,7 +67,7 @@ from evaluation.learned import DEFAULT_CLIP, load_learned_metrics
 from evaluation.metrics import (coverage, flicker, geometry_metrics, image_metrics, masked_consistency, measure,
                                 motion_ratio, patch_seam_ratio, scores, silhouette_iou)
 from evaluation.report import (COLUMNS, EMPTY, FEED_FORWARD, TRUTH_COLUMNS, cell, load_average, plot, provenance, read_results,
-                               report, summarise, write_results)
+                               readme_files, report, summarise, tables, with_readme_block, write_results)
 from model.sampling import LOOP_OUTPUTS, SAMPLERS, Sampling
 from recon.render import render_views
 
@@ -502,8 +502,10 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--seconds", type=finite_float, help="the method's seconds per clip, where known")
     sc.add_argument("--iters", type=positive_int, help="the budget (iterations) the files come from, so that a sweep's "
                     "checkpoints scored one by one form its curve")
-    rep.add_argument("results", nargs="+", type=Path, help="results.json files of compare or score")
+    rep.add_argument("results", nargs="*", type=Path, help="results.json files of compare or score")
     rep.add_argument("--plot", type=Path, help="write the plot of quality against seconds here (PNG)")
+    rep.add_argument("--readme", type=Path, help="regenerate this Markdown file's benchmark block from the results files "
+                     "its begin line names (evaluation/report.py), instead of naming them here")
     return p
 
 
@@ -528,6 +530,10 @@ def check_arguments(args: argparse.Namespace) -> None:
     import infer
 
     if args.command == "report":
+        if bool(args.results) == bool(args.readme):
+            raise UsageError("report: name the results files, or give --readme FILE whose benchmark block names them")
+        if args.readme and not args.readme.is_file():
+            raise UsageError(f"--readme {args.readme}: no such file")
         missing = [str(p) for p in args.results if not p.is_file()]
         if missing:
             raise UsageError(f"results file(s) not found: {', '.join(missing)} (compare and score write OUT/results.json)")
@@ -557,7 +563,7 @@ def main(argv=None) -> None:
     args = parser().parse_args(argv)
     check_arguments(args)
     if args.command == "report":
-        return print_report(args.results, args.plot)
+        return print_report(args.results, args.plot, args.readme)
     try:
         with atomic_folder(args.out) as tmp:  # replaces --out when complete
             options = options_of(args, ["benchmark.py", *argv], tmp)
@@ -573,13 +579,21 @@ def main(argv=None) -> None:
     print(asset_markdown(result))
 
 
-def print_report(paths: list[Path], plot_path: Path | None) -> None:
-    """`report`: print the tables of results files and draw their plot."""
+def print_report(paths: list[Path], plot_path: Path | None, readme: Path | None = None) -> None:
+    """`report`: print the tables of results files and draw their plot; with a README, the files are those its block
+    names, and the block is rewritten with their tables."""
     try:
+        text = readme.read_text() if readme else ""
+        paths = readme_files(text, readme.parent) if readme else paths
         headers, rows = read_results(paths)
+        new_text = with_readme_block(text, tables(rows)) if readme else ""
     except ValueError as err:
-        raise Failure(str(err)) from None
+        raise Failure(f"{readme}: {err}" if readme else str(err)) from None
     print(report(headers, rows))
+    if readme is not None:
+        with atomic_path(readme) as tmp:
+            tmp.write_text(new_text)
+        print(f"rewrote the benchmark block of {readme} from {len(paths)} results files")
     if plot_path is not None:
         plot(summarise(rows), plot_path)
         print(f"wrote {plot_path}")

@@ -9,6 +9,7 @@ the README traces back to a run that can be repeated.
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import math
 import os
@@ -224,9 +225,18 @@ def _method_order(name: str) -> tuple:
     return ({EMPTY: 0, FEED_FORWARD: 1}.get(method, 2), method, int(iters or 0))
 
 
+def tables(rows: list[dict]) -> str:
+    """The summary table, where SDS reaches the feed-forward quality, and the per-asset means."""
+    summary = summarise(rows)
+    lines = [summary_table(summary), ""]
+    for task, method in sorted({(t, m) for t, m, i in summary if i is not None}):
+        found = [crossing(summary, task, method, metric) for metric in QUALITY] + [all_reached(summary, task, method)]
+        lines += [f"- {text}" for text in found if text]
+    return "\n".join(lines + ["", "Per asset, PSNR / masked PSNR (dB) at the held-out views:", "", asset_table(rows)])
+
+
 def report(headers: list[dict], rows: list[dict]) -> str:
     """The Markdown report of results files: where they came from, the summary, the crossings, per-asset means."""
-    summary = summarise(rows)
     lines = []
     for h in headers:
         m = h["machine"]
@@ -234,14 +244,41 @@ def report(headers: list[dict], rows: list[dict]) -> str:
         lines.append(f"- `{h['command']}`{repeated}: commit {h['commit'][:10]}{' (with local changes)' if h['dirty'] else ''}, "
                      f"{h['date']}, {m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch threads, load "
                      f"{m['load_average_at_start']} at start, {m.get('load_average_at_end')} at the end), torch {m['torch']}")
-    lines += ["", summary_table(summary), ""]
-    sds_methods = sorted({(t, m) for t, m, i in summary if i is not None})
-    for task, method in sds_methods:
-        found = [crossing(summary, task, method, metric) for metric in QUALITY] + [all_reached(summary, task, method)]
-        lines += [f"- {text}" for text in found if text]
-    lines += ["", "Per asset, PSNR / masked PSNR (dB) at the held-out views:", "", asset_table(rows)]
+    lines += ["", tables(rows)]
     skipped = sorted({s for h in headers for s in h.get("skipped", [])})
     return "\n".join(lines + ([""] + skipped if skipped else []))
+
+
+# ----------------------------------------------------------------------------- the README's block
+
+# The README's comparison is generated: between these two lines, the begin line naming the results files (globs,
+# relative to the README's folder) that `benchmark.py report --readme README.md` regenerates the block from.
+BLOCK_BEGIN, BLOCK_END = "<!-- benchmark report of:", "<!-- end of benchmark report -->"
+
+
+def readme_files(text: str, root: Path) -> list[Path]:
+    """The results files the README's block is made from: its begin line's globs expanded (sorted) under `root`.
+    ValueError where the README has no block, or a glob matches nothing."""
+    begin = next((line for line in text.splitlines() if line.startswith(BLOCK_BEGIN)), None)
+    if begin is None or BLOCK_END not in text:
+        raise ValueError(f"no generated block: a line starting {BLOCK_BEGIN!r} ... and a line {BLOCK_END!r}")
+    files = []
+    for pattern in begin.removeprefix(BLOCK_BEGIN).removesuffix("-->").split():
+        matched = sorted(glob.glob(str(root / pattern)))
+        if not matched:
+            raise ValueError(f"the README's block names {pattern}, which matches no file under {root}")
+        files += [Path(m) for m in matched]
+    return files
+
+
+def with_readme_block(text: str, block: str) -> str:
+    """`text` with everything between the block's begin and end lines replaced by `block`."""
+    lines = text.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith(BLOCK_BEGIN))
+    end = next(i for i, line in enumerate(lines) if line.startswith(BLOCK_END))
+    if end < start:
+        raise ValueError(f"{BLOCK_END!r} comes before the block's begin line")
+    return "".join(lines[: start + 1]) + block + "\n" + "".join(lines[end:])
 
 
 # ----------------------------------------------------------------------------- the plot

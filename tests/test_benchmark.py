@@ -16,7 +16,8 @@ from data.cameras import ring_azimuths
 from data.record import SampleRecord
 from data.shards import encode_sample, sample_key, write_shard
 from evaluation.heldout import spread
-from evaluation.report import COLUMNS, all_reached, crossing, read_results, summarise
+from evaluation.report import (BLOCK_BEGIN, BLOCK_END, COLUMNS, all_reached, crossing, read_results, readme_files, summarise,
+                               tables, with_readme_block)
 from recon.synthetic import synthetic_clip
 
 
@@ -135,6 +136,43 @@ def test_report_merges_results_files_and_draws_the_plot(sweep, tmp_path, capsys)
     headers, rows = read_results([out / "results.json", out / "results.json"])  # the second copy adds nothing
     assert len(rows) == 22 and headers[1]["repeated"] == 22
     assert math.isnan(next(r for r in rows if r["method"] == "empty_render")["seconds"])
+
+
+def test_report_rewrites_the_readme_block_from_the_files_it_names(sweep, tmp_path, capsys):
+    _, out = sweep
+    shutil.copy(out / "results.json", tmp_path / "sweep.json")
+    before, after = "# Title\n\nSome text.\n", "\n## Next\n\nMore text.\n"
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{before}{BLOCK_BEGIN} sweep*.json -->\nan old table\n{BLOCK_END}\n{after}")
+    benchmark.main(["report", "--readme", str(readme)])
+    text = readme.read_text()
+    assert "an old table" not in text and "| video | sds_offsets | 1 | 4 |" in text
+    assert text.startswith(before) and text.endswith(after)  # nothing outside the block changed
+    assert "rewrote the benchmark block" in capsys.readouterr().out
+    benchmark.main(["report", "--readme", str(readme)])
+    assert readme.read_text() == text  # regenerating from the same files changes nothing
+
+
+@pytest.mark.parametrize("content, message", [
+    ("# no block here\n", "no generated block"),
+    (f"{BLOCK_BEGIN} missing/*.json -->\n{BLOCK_END}\n", "matches no file"),
+])
+def test_report_refuses_a_readme_without_a_usable_block(tmp_path, content, message):
+    readme = tmp_path / "README.md"
+    readme.write_text(content)
+    with pytest.raises(SystemExit, match=message):
+        benchmark.main(["report", "--readme", str(readme)])
+    assert readme.read_text() == content
+
+
+def test_the_readme_comparison_is_generated_from_the_committed_results():
+    """Every number of the README's comparison traces back to a results file under benchmarks/results/."""
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    files = readme_files(text, root)
+    assert all(f.resolve().is_relative_to(root / "benchmarks" / "results") for f in files)
+    _, rows = read_results(files)
+    assert with_readme_block(text, tables(rows)) == text, "README out of date: python benchmark.py report --readme README.md"
 
 
 @pytest.mark.parametrize("problem, message", [
