@@ -320,12 +320,12 @@ class Truth:
 
 
 def score_gaussians(gaussians, truth: Truth, learned) -> tuple[dict, torch.Tensor]:
-    """Gaussians [1, F, N] at the held-out views against the truth (TRUTH_COLUMNS; NaN for text-to-4D) and by the
-    learned scores available; returns (scores, the renders [E, F, 3, H, W] on the CPU)."""
+    """Gaussians [1, F, N] at the held-out views against the truth (TRUTH_COLUMNS; NaN for text-to-4D), their coverage
+    of the views, and the learned scores available; returns (scores, the renders [E, F, 3, H, W] on the CPU)."""
     views = render_at(gaussians, truth.c2w, truth.K, truth.size).cpu()  # [1, E, F, 3, H, W]
     against = image_metrics(views, truth.rgba) if truth.rgba is not None else dict.fromkeys(TRUTH_COLUMNS, math.nan)
     truth_rgb = composite(truth.rgba, 1.0) if truth.rgba is not None else None
-    return against | learned.score(views, truth_rgb, truth.caption), views[0]
+    return against | {"coverage": coverage(views)} | learned.score(views, truth_rgb, truth.caption), views[0]
 
 
 def compare_feed_forward(pipeline, head, sample: dict, truth: Truth, seed: int, options: CompareOptions, learned):
@@ -368,7 +368,8 @@ def compare_clip(pipeline, head, sample: dict, task: str, options: CompareOption
     truth = Truth.of(sample, task, options.clips.views, next(head.parameters()).device)
     rows, first = [], options.seeds[0]
     if truth.rgba is not None:
-        rows.append(truth.row(EMPTY, None, None, image_metrics(torch.ones_like(composite(truth.rgba, 1.0)), truth.rgba)))
+        white = torch.ones_like(composite(truth.rgba, 1.0))
+        rows.append(truth.row(EMPTY, None, None, image_metrics(white, truth.rgba) | {"coverage": coverage(white)}))
     clips = [composite(sample["images"][0, options.clips.views], 1.0)]  # [F, 3, H, W], the first held-out view
     for seed in options.seeds:
         row, gaussians, views = compare_feed_forward(pipeline, head, sample, truth, seed, options, learned)

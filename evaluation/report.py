@@ -23,11 +23,13 @@ from pathlib import Path
 from data.atomic import atomic_path
 
 TRUTH_COLUMNS = ("psnr", "psnr_masked", "ssim", "ssim_masked", "flicker_error")  # against Blender renders
-COLUMNS = (*TRUTH_COLUMNS, "consistency_psnr", "clip_score", "lpips", "seconds", "peak_mb")
+# coverage: the share of the held-out views the result draws on (no truth needed), so text-to-4D, which the caption
+# alone cannot pin down, shows at least whether each method drew an object where no CLIP weights are at hand
+COLUMNS = (*TRUTH_COLUMNS, "coverage", "consistency_psnr", "clip_score", "lpips", "seconds", "peak_mb")
 ROW_KEYS = ("key", "asset", "task", "method", "iters", "seed")  # iters: SDS iterations (None for other methods)
 QUALITY = ("psnr", "ssim", "psnr_masked")  # plotted against seconds
 LABELS = {"psnr": "PSNR (dB)", "psnr_masked": "masked PSNR (dB)", "ssim": "SSIM", "ssim_masked": "masked SSIM",
-          "flicker_error": "flicker error", "consistency_psnr": "consistency (dB)", "clip_score": "CLIP score",
+          "flicker_error": "flicker error", "coverage": "coverage", "consistency_psnr": "consistency (dB)", "clip_score": "CLIP score",
           "lpips": "LPIPS", "seconds": "seconds", "peak_mb": "peak MB"}
 FEED_FORWARD, EMPTY = "feed_forward", "empty_render"
 Group = tuple[str, str, "int | None"]  # (task, method, iters)
@@ -94,7 +96,8 @@ def read_results(paths: list[Path]) -> tuple[list[dict], list[dict]]:
         new = [row for row in found if tuple(row[k] for k in ROW_KEYS) not in seen]
         seen |= {tuple(row[k] for k in ROW_KEYS) for row in new}
         headers.append({"file": str(path), **results, "repeated": len(found) - len(new)})
-        rows += [{k: math.nan if v is None and k in COLUMNS else v for k, v in row.items()} for row in new]
+        rows += [{**dict.fromkeys(COLUMNS, math.nan),  # a column added since the file was written reads as not measured
+                  **{k: math.nan if v is None and k in COLUMNS else v for k, v in row.items()}} for row in new]
     return headers, rows
 
 

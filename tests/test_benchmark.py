@@ -93,6 +93,7 @@ def test_sweep_writes_one_row_per_method_budget_seed_and_clip(sweep):
                          for m, i in (("feed_forward", 0), ("sds_offsets", 1), ("sds_offsets", 2), ("sds_dg4d", 1), ("sds_dg4d", 2))])
     assert found == expected
     assert {r["asset"] for r in rows} == {"spheres", "blobs"} and {r["task"] for r in rows} == {"video"}
+    assert all(r["coverage"] == 0 if r["method"] == "empty_render" else 0 < r["coverage"] <= 1 for r in rows)
     assert len(list(csv.DictReader((out / "results.csv").open()))) == len(rows)
     assert results["command"].startswith("python benchmark.py compare") and "--sds-iters 2 1" in results["command"]
     assert len(results["commit"]) == 40 and results["machine"]["cores"] >= 1 and results["date"][:2] == "20"
@@ -208,6 +209,7 @@ def test_compare_scores_every_task(tiny_model, tmp_path, capsys):
     by = {(r["task"], r["method"]): r for r in rows}
     assert math.isfinite(float(by["video", "sds_offsets"]["psnr"])) and by["text", "sds_offsets"]["psnr"] == ""  # no truth for text
     assert math.isfinite(float(by["text", "feed_forward"]["consistency_psnr"])) and by["text", "sds_offsets"]["consistency_psnr"] == ""
+    assert all(0 < float(by["text", m]["coverage"]) <= 1 for m in ("feed_forward", "sds_offsets"))  # text's one common measure
     assert all(float(r["seconds"]) > 0 and float(r["peak_mb"]) > 0 for r in rows if r["method"] != "empty_render")
     printed = capsys.readouterr().out
     assert "| text | feed_forward |" in printed and "CLIP score skipped" in printed and "FVD skipped" in printed
