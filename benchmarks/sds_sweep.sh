@@ -5,11 +5,13 @@
 #            recipe) of 2,000 iterations per clip scored at 100, 300, 1,000 and 2,000;
 #   video-b  the same on the second real asset (SimpleSkin) and a procedural biped;
 #   other    image- and text-to-4D on the stag at 100 and 300 iterations, beside DreamGaussian4D's recipe on
-#            video-to-4D (the stag and the ball) at 100 and 300.
+#            video-to-4D (the stag and the ball) at 100 and 300;
+#   floor    the four video clips at 1 SDS iteration (SDS's starting point), which also records the empty render of
+#            the stag's and the ball's held-out views (video-a's rows were rescored from saved .ply files, which has none).
 # One compare run per clip, each into its own folder (a stopped part keeps the clips it finished), two single-thread
 # runs at a time (one per core). On a shared machine run each part under its lock, then make the tables and plot:
 #
-#   flock /work/cpu.lock bash benchmarks/sds_sweep.sh runs/sweep video-a     # (or video-b, other; all: every part)
+#   flock /work/cpu.lock bash benchmarks/sds_sweep.sh runs/sweep video-a     # (or video-b, other, floor; all: every part)
 #   python benchmark.py report runs/sweep/*/results.json --plot quality_vs_seconds.png
 set -euo pipefail
 OUT=${1:-runs/sweep}
@@ -37,6 +39,11 @@ if [[ $PART == video-a || $PART == all ]]; then
 fi
 if [[ $PART == video-b || $PART == all ]]; then
     both "compare video-simpleskin SimpleSkin $VIDEO" "compare video-biped proc-biped-00010 $VIDEO"
+fi
+if [[ $PART == floor || $PART == all ]]; then
+    for clip in QuaterniusStag:stag proc-ball-00032:ball SimpleSkin:simpleskin proc-biped-00010:biped; do
+        compare "floor-${clip#*:}" "${clip%:*}" --tasks video --sds-iters 1
+    done
 fi
 if [[ $PART == other || $PART == all ]]; then
     both "compare image-stag QuaterniusStag --tasks image --sds-iters 100 300 && compare text-stag QuaterniusStag --tasks text --sds-iters 100 300" \
