@@ -228,13 +228,21 @@ def _method_order(name: str) -> tuple:
     return ({EMPTY: 0, FEED_FORWARD: 1}.get(method, 2), method, int(iters or 0))
 
 
+def same_clips(rows: list[dict], task: str, method: str) -> dict[Group, dict]:
+    """The summary of `task`'s feed-forward, empty-render and `method` rows on the clips `method` was run on."""
+    keys = {r["key"] for r in rows if r["task"] == task and r["method"] == method}
+    return summarise([r for r in rows if r["task"] == task and r["key"] in keys and r["method"] in (method, FEED_FORWARD, EMPTY)])
+
+
 def tables(rows: list[dict]) -> str:
     """The summary table, where SDS reaches the feed-forward quality, and the per-asset means."""
     summary = summarise(rows)
     lines = [summary_table(summary), ""]
     for task, method in sorted({(t, m) for t, m, i in summary if i is not None}):
-        found = [crossing(summary, task, method, metric) for metric in QUALITY] + [all_reached(summary, task, method)]
-        lines += [f"- {text}" for text in found if text]
+        same = same_clips(rows, task, method)  # a method run on fewer clips is compared on those clips only
+        found = [crossing(same, task, method, metric) for metric in QUALITY] + [all_reached(same, task, method)]
+        clips = len({r["key"] for r in rows if r["task"] == task and r["method"] == method})
+        lines += [f"- ({clips} clip{'s' if clips > 1 else ''}) {text}" for text in found if text]
     return "\n".join(lines + ["", "Per asset, PSNR / masked PSNR (dB) at the held-out views:", "", asset_table(rows)])
 
 

@@ -139,6 +139,15 @@ def test_report_merges_results_files_and_draws_the_plot(sweep, tmp_path, capsys)
     assert math.isnan(next(r for r in rows if r["method"] == "empty_render")["seconds"])
 
 
+def test_a_method_run_on_fewer_clips_is_compared_on_those_clips_only():
+    def row(key, method, iters, psnr):
+        return {"key": key, "asset": key, "task": "video", "method": method, "iters": iters, "seed": 0,
+                **dict.fromkeys(COLUMNS, math.nan), "psnr": psnr, "seconds": 10.0 if iters is None else float(iters)}
+    rows = [row("a", "feed_forward", None, 30.0), row("b", "feed_forward", None, 10.0), row("a", "sds_x", 100, 25.0)]
+    text = tables(rows)  # the mean over both clips (20 dB) would say SDS reaches it; on clip a (30 dB) it never does
+    assert "(1 clip) video-to-4D, PSNR (dB): sds_x never reaches the feed-forward 30" in text
+
+
 def test_report_rewrites_the_readme_block_from_the_files_it_names(sweep, tmp_path, capsys):
     _, out = sweep
     shutil.copy(out / "results.json", tmp_path / "sweep.json")
