@@ -313,6 +313,12 @@ class Truth:
         rgba = sample["images"][:, ring:] if task != "text" else None
         return cls(sample["key"][0], sample["caption"][0], task, c2w, K, rgba, tuple(sample["images"].shape[-2:]))
 
+    def scores(self, views: torch.Tensor) -> dict:
+        """Images [1, E, F, 3, H, W] of the held-out views against the truth (TRUTH_COLUMNS; NaN for text-to-4D), and
+        their coverage."""
+        against = image_metrics(views, self.rgba) if self.rgba is not None else dict.fromkeys(TRUTH_COLUMNS, math.nan)
+        return against | {"coverage": coverage(views)}
+
     def row(self, method: str, iters: int | None, seed: int | None, measured: dict) -> dict:
         """One results row (evaluation.report.COLUMNS; NaN where not measured)."""
         return {"key": self.key, "asset": asset_of(self.key), "task": self.task, "method": method, "iters": iters,
@@ -323,9 +329,8 @@ def score_gaussians(gaussians, truth: Truth, learned) -> tuple[dict, torch.Tenso
     """Gaussians [1, F, N] at the held-out views against the truth (TRUTH_COLUMNS; NaN for text-to-4D), their coverage
     of the views, and the learned scores available; returns (scores, the renders [E, F, 3, H, W] on the CPU)."""
     views = render_at(gaussians, truth.c2w, truth.K, truth.size).cpu()  # [1, E, F, 3, H, W]
-    against = image_metrics(views, truth.rgba) if truth.rgba is not None else dict.fromkeys(TRUTH_COLUMNS, math.nan)
     truth_rgb = composite(truth.rgba, 1.0) if truth.rgba is not None else None
-    return against | {"coverage": coverage(views)} | learned.score(views, truth_rgb, truth.caption), views[0]
+    return truth.scores(views) | learned.score(views, truth_rgb, truth.caption), views[0]
 
 
 def compare_feed_forward(pipeline, head, sample: dict, truth: Truth, seed: int, options: CompareOptions, learned):
@@ -368,8 +373,7 @@ def compare_clip(pipeline, head, sample: dict, task: str, options: CompareOption
     truth = Truth.of(sample, task, options.clips.views, next(head.parameters()).device)
     rows, first = [], options.seeds[0]
     if truth.rgba is not None:
-        white = torch.ones_like(composite(truth.rgba, 1.0))
-        rows.append(truth.row(EMPTY, None, None, image_metrics(white, truth.rgba) | {"coverage": coverage(white)}))
+        rows.append(truth.row(EMPTY, None, None, truth.scores(torch.ones_like(composite(truth.rgba, 1.0)))))
     clips = [composite(sample["images"][0, options.clips.views], 1.0)]  # [F, 3, H, W], the first held-out view
     for seed in options.seeds:
         row, gaussians, views = compare_feed_forward(pipeline, head, sample, truth, seed, options, learned)
@@ -564,7 +568,7 @@ def main(argv=None) -> None:
     args = parser().parse_args(argv)
     check_arguments(args)
     if args.command == "report":
-        return print_report(args.results, args.plot, args.readme)
+        return rewrite_readme(args.readme, args.plot) if args.readme else print_report(args.results, args.plot)
     try:
         with atomic_folder(args.out) as tmp:  # replaces --out when complete
             options = options_of(args, ["benchmark.py", *argv], tmp)
@@ -580,24 +584,31 @@ def main(argv=None) -> None:
     print(asset_markdown(result))
 
 
-def print_report(paths: list[Path], plot_path: Path | None, readme: Path | None = None) -> None:
-    """`report`: print the tables of results files and draw their plot; with a README, the files are those its block
-    names, and the block is rewritten with their tables."""
+def print_report(paths: list[Path], plot_path: Path | None) -> list[dict]:
+    """`report`: print the tables of results files and draw their plot; returns their rows."""
     try:
-        text = readme.read_text() if readme else ""
-        paths = readme_files(text, readme.parent) if readme else paths
         headers, rows = read_results(paths)
-        new_text = with_readme_block(text, tables(rows)) if readme else ""
     except ValueError as err:
-        raise Failure(f"{readme}: {err}" if readme else str(err)) from None
+        raise Failure(str(err)) from None
     print(report(headers, rows))
-    if readme is not None:
-        with atomic_path(readme) as tmp:
-            tmp.write_text(new_text)
-        print(f"rewrote the benchmark block of {readme} from {len(paths)} results files")
     if plot_path is not None:
         plot(summarise(rows), plot_path)
         print(f"wrote {plot_path}")
+    return rows
+
+
+def rewrite_readme(readme: Path, plot_path: Path | None) -> None:
+    """`report --readme`: the report of the results files the README's block names, and the block rewritten with
+    their tables (the file replaced whole, never half-written)."""
+    text = readme.read_text()
+    try:
+        paths = readme_files(text, readme.parent)
+    except ValueError as err:
+        raise Failure(f"{readme}: {err}") from None
+    rows = print_report(paths, plot_path)
+    with atomic_path(readme) as tmp:
+        tmp.write_text(with_readme_block(text, tables(rows)))
+    print(f"rewrote the benchmark block of {readme} from {len(paths)} results files")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ COLUMNS = (*TRUTH_COLUMNS, "coverage", "consistency_psnr", "clip_score", "lpips"
 ROW_KEYS = ("key", "asset", "task", "method", "iters", "seed")  # iters: SDS iterations (None for other methods)
 QUALITY = ("psnr", "ssim", "psnr_masked")  # plotted against seconds
 LABELS = {"psnr": "PSNR (dB)", "psnr_masked": "masked PSNR (dB)", "ssim": "SSIM", "ssim_masked": "masked SSIM",
-          "flicker_error": "flicker error", "coverage": "coverage", "consistency_psnr": "consistency (dB)", "clip_score": "CLIP score",
-          "lpips": "LPIPS", "seconds": "seconds", "peak_mb": "peak MB"}
+          "flicker_error": "flicker error", "coverage": "coverage", "consistency_psnr": "consistency (dB)",
+          "clip_score": "CLIP score", "lpips": "LPIPS", "seconds": "seconds", "peak_mb": "peak MB"}
 FEED_FORWARD, EMPTY = "feed_forward", "empty_render"
 Group = tuple[str, str, "int | None"]  # (task, method, iters)
 
@@ -86,6 +86,7 @@ def read_results(paths: list[Path]) -> tuple[list[dict], list[dict]]:
     """(the files' headers without rows, their rows with null read back as NaN). A row of the same clip, task, method,
     budget and seed as an earlier file's (two runs that both scored the feed-forward model or the empty render on a
     clip) is left out, and counted in its file's header as "repeated". ValueError for a file that is not one."""
+    row_key = lambda row: tuple(row[k] for k in ROW_KEYS)  # noqa: E731
     headers, rows, seen = [], [], set()
     for path in paths:
         try:
@@ -93,8 +94,8 @@ def read_results(paths: list[Path]) -> tuple[list[dict], list[dict]]:
             found = results.pop("rows")
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"{path} is not a benchmark results file (results.json with rows): {type(err).__name__}") from None
-        new = [row for row in found if tuple(row[k] for k in ROW_KEYS) not in seen]
-        seen |= {tuple(row[k] for k in ROW_KEYS) for row in new}
+        new = [row for row in found if row_key(row) not in seen]
+        seen |= {row_key(row) for row in new}
         headers.append({"file": str(path), **results, "repeated": len(found) - len(new)})
         rows += [{**dict.fromkeys(COLUMNS, math.nan),  # a column added since the file was written reads as not measured
                   **{k: math.nan if v is None and k in COLUMNS else v for k, v in row.items()}} for row in new]
@@ -228,21 +229,16 @@ def _method_order(name: str) -> tuple:
     return ({EMPTY: 0, FEED_FORWARD: 1}.get(method, 2), method, int(iters or 0))
 
 
-def same_clips(rows: list[dict], task: str, method: str) -> dict[Group, dict]:
-    """The summary of `task`'s feed-forward, empty-render and `method` rows on the clips `method` was run on."""
-    keys = {r["key"] for r in rows if r["task"] == task and r["method"] == method}
-    return summarise([r for r in rows if r["task"] == task and r["key"] in keys and r["method"] in (method, FEED_FORWARD, EMPTY)])
-
-
 def tables(rows: list[dict]) -> str:
     """The summary table, where SDS reaches the feed-forward quality, and the per-asset means."""
     summary = summarise(rows)
     lines = [summary_table(summary), ""]
     for task, method in sorted({(t, m) for t, m, i in summary if i is not None}):
-        same = same_clips(rows, task, method)  # a method run on fewer clips is compared on those clips only
+        # a method run on fewer clips is compared with the feed-forward (and the empty render) on those clips only
+        keys = {r["key"] for r in rows if r["task"] == task and r["method"] == method}
+        same = summarise([r for r in rows if r["task"] == task and r["key"] in keys and r["method"] in (method, FEED_FORWARD, EMPTY)])
         found = [crossing(same, task, method, metric) for metric in QUALITY] + [all_reached(same, task, method)]
-        clips = len({r["key"] for r in rows if r["task"] == task and r["method"] == method})
-        lines += [f"- ({clips} clip{'s' if clips > 1 else ''}) {text}" for text in found if text]
+        lines += [f"- ({len(keys)} clip{'s' if len(keys) > 1 else ''}) {text}" for text in found if text]
     return "\n".join(lines + ["", "Per asset, PSNR / masked PSNR (dB) at the held-out views:", "", asset_table(rows)])
 
 
@@ -267,12 +263,20 @@ def report(headers: list[dict], rows: list[dict]) -> str:
 BLOCK_BEGIN, BLOCK_END = "<!-- benchmark report of:", "<!-- end of benchmark report -->"
 
 
+def block_lines(lines: list[str]) -> tuple[int, int]:
+    """The indices of the block's begin and end lines; ValueError where there is no such block."""
+    begin = next((i for i, line in enumerate(lines) if line.startswith(BLOCK_BEGIN)), None)
+    end = next((i for i, line in enumerate(lines) if line.startswith(BLOCK_END)), None)
+    if begin is None or end is None or end < begin:
+        raise ValueError(f"no generated block: a line starting {BLOCK_BEGIN!r} ... and, after it, a line {BLOCK_END!r}")
+    return begin, end
+
+
 def readme_files(text: str, root: Path) -> list[Path]:
     """The results files the README's block is made from: its begin line's globs expanded (sorted) under `root`.
     ValueError where the README has no block, or a glob matches nothing."""
-    begin = next((line for line in text.splitlines() if line.startswith(BLOCK_BEGIN)), None)
-    if begin is None or BLOCK_END not in text:
-        raise ValueError(f"no generated block: a line starting {BLOCK_BEGIN!r} ... and a line {BLOCK_END!r}")
+    lines = text.splitlines()
+    begin = lines[block_lines(lines)[0]]
     files = []
     for pattern in begin.removeprefix(BLOCK_BEGIN).removesuffix("-->").split():
         matched = sorted(glob.glob(str(root / pattern)))
@@ -285,11 +289,8 @@ def readme_files(text: str, root: Path) -> list[Path]:
 def with_readme_block(text: str, block: str) -> str:
     """`text` with everything between the block's begin and end lines replaced by `block`."""
     lines = text.splitlines(keepends=True)
-    start = next(i for i, line in enumerate(lines) if line.startswith(BLOCK_BEGIN))
-    end = next(i for i, line in enumerate(lines) if line.startswith(BLOCK_END))
-    if end < start:
-        raise ValueError(f"{BLOCK_END!r} comes before the block's begin line")
-    return "".join(lines[: start + 1]) + block + "\n" + "".join(lines[end:])
+    begin, end = block_lines(lines)
+    return "".join(lines[: begin + 1]) + block + "\n" + "".join(lines[end:])
 
 
 # ----------------------------------------------------------------------------- the plot

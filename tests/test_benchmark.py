@@ -165,6 +165,7 @@ def test_report_rewrites_the_readme_block_from_the_files_it_names(sweep, tmp_pat
 
 @pytest.mark.parametrize("content, message", [
     ("# no block here\n", "no generated block"),
+    (f"{BLOCK_END}\n{BLOCK_BEGIN} *.json -->\n", "no generated block"),  # the end line before the begin line
     (f"{BLOCK_BEGIN} missing/*.json -->\n{BLOCK_END}\n", "matches no file"),
 ])
 def test_report_refuses_a_readme_without_a_usable_block(tmp_path, content, message):
