@@ -13,9 +13,13 @@
 #
 #   flock /work/cpu.lock bash benchmarks/sds_sweep.sh runs/sweep video-a     # (or video-b, other, floor; all: every part)
 #   python benchmark.py report runs/sweep/*/results.json --plot quality_vs_seconds.png
+#
+# The committed files are each run's results.json/.csv copied to benchmarks/results/<date>-sweep/<run>.json/.csv
+# (the floor runs to <date>-floor/); `python benchmark.py report --readme README.md` then regenerates the README's table.
 set -euo pipefail
 OUT=${1:-runs/sweep}
 PART=${2:-all}
+case $PART in video-a|video-b|floor|other|all) ;; *) echo "unknown part $PART: video-a, video-b, floor, other or all" >&2; exit 2;; esac
 export OMP_NUM_THREADS=1 OUT
 
 compare() {  # compare NAME SHARD OPTIONS...: one held-out clip of shards/v1/val/SHARD.tar into OUT/NAME
