@@ -151,6 +151,22 @@ def test_init_from_starts_from_exported_weights_and_refuses_ones_that_do_not_fit
     assert json.loads((tmp_path / "b" / "model" / "transformer" / "config.json").read_text())["prediction"] == "sample"
 
 
+def test_the_committed_half_precision_checkpoint_continues_the_cpu_small_model():
+    # pretrained/v4-in-progress stores its weights as float16 to keep the working tree small; --init-from must copy
+    # every one of them, exactly, into the float32 cpu-small model.
+    from model.presets import build_dit
+
+    folder = ROOT / "pretrained" / "v4-in-progress" / "diffusion"
+    stored = {name: tensor for file in (folder / "transformer").glob("*.safetensors") for name, tensor in load_file(file).items()}
+    assert {tensor.dtype for tensor in stored.values()} == {torch.float16}
+    model = build_dit("cpu-small", prediction="sample")
+    train.load_weights(model, str(folder))
+    state = model.state_dict()
+    assert set(state) == set(stored)
+    assert all(state[name].dtype == torch.float32 and torch.equal(state[name], tensor.float()) for name, tensor in stored.items())
+    assert any(tensor.abs().sum() > 0 for tensor in stored.values())
+
+
 def test_recon_stage_takes_the_geometry_loss_weights_from_the_command_line(demo_shards):
     from data.stream import make_dataset
 
