@@ -5,10 +5,11 @@
 #   benchmark.py eval --model DIR --data shards/v1/val --clips-per-asset 1
 # where DIR holds diffusion/ (that model) and recon/ (the shipped head).
 #   ARMS="base camera" STEPS=100 BATCH=2 benchmarks/ablate_diffusion.sh     # what the model card reports
+# DATA (shards) and INIT (the exported model every arm starts from) change the defaults: shards/v1/train, the shipped model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-100}
-common=(--preset cpu-small --data "${DATA:-shards/v1/train}" --init-from pretrained/zoetrope4d-cpu-small/diffusion
+common=(--preset cpu-small --data "${DATA:-shards/v1/train}" --init-from "${INIT:-pretrained/zoetrope4d-cpu-small/diffusion}"
         --prediction sample --steps "$STEPS" --batch-size "${BATCH:-2}" --lr 2e-4 --warmup 20 --save-every "$STEPS"
         --val-every 100000 --sample-every 100000 --log-every 10 --num-workers 0 --seed 0)
 declare -A flags=([base]="" [camera]="--camera-conditioning" [motion]="--motion-conditioning" [refiner]="--output-refiner")
