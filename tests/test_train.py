@@ -152,11 +152,11 @@ def test_init_from_starts_from_exported_weights_and_refuses_ones_that_do_not_fit
 
 
 def test_the_committed_half_precision_checkpoint_continues_the_cpu_small_model():
-    # pretrained/v4-in-progress stores its weights as float16 to keep the working tree small; --init-from must copy
-    # every one of them, exactly, into the float32 cpu-small model.
+    # checkpoints/diffusion-v4-in-progress stores its weights as float16 to keep the working tree small;
+    # --init-from must copy every one of them, exactly, into the float32 cpu-small model.
     from model.presets import build_dit
 
-    folder = ROOT / "pretrained" / "v4-in-progress" / "diffusion"
+    folder = ROOT / "checkpoints" / "diffusion-v4-in-progress" / "diffusion"
     stored = {name: tensor for file in (folder / "transformer").glob("*.safetensors") for name, tensor in load_file(file).items()}
     assert {tensor.dtype for tensor in stored.values()} == {torch.float16}
     model = build_dit("cpu-small", prediction="sample")
