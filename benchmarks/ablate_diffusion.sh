@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Equal-budget ablation of the diffusion model's design options (issue 14): the shipped model continued for STEPS
-# steps on the same shards, seed and schedule, once per arm: plain, and with each option. All arms run at once on one
-# thread each, so they share the CPU equally. Each arm's model lands in runs/abl-ARM/model; score it with
+# Equal-budget ablation of the diffusion model's design options (issue 14): one exported model (INIT; default the
+# shipped one) continued for STEPS steps on the same shards (DATA; default shards/v1/train), seed and schedule, once per
+# arm: plain, and with each option. All arms run at once on one thread each, so they share the CPU equally. Each arm's
+# model lands in runs/abl-ARM/model; score it on the validation split of the same build with
 #   benchmark.py eval --model DIR --data shards/v1/val --clips-per-asset 1
 # where DIR holds diffusion/ (that model) and recon/ (the shipped head).
-#   ARMS="base camera" STEPS=100 BATCH=2 benchmarks/ablate_diffusion.sh     # what the model card reports
-# DATA (shards) and INIT (the exported model every arm starts from) change the defaults: shards/v1/train, the shipped model.
+#   ARMS="base camera" STEPS=100 BATCH=2 benchmarks/ablate_diffusion.sh     # the first ablation in the model card
+#   ARMS="base camera" STEPS=160 BATCH=4 DATA=shards/v2/train INIT=checkpoints/diffusion-v4-in-progress/diffusion \
+#       benchmarks/ablate_diffusion.sh                                    # the second, from v4 on data v2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-100}

@@ -82,11 +82,15 @@ def write_results(out: Path, about: dict, rows: list[dict]) -> None:
         writer.writerows(plain)
 
 
+def row_key(row: dict) -> tuple:
+    """What makes a results row one measurement: its clip, task, method, budget and seed (ROW_KEYS)."""
+    return tuple(row[k] for k in ROW_KEYS)
+
+
 def read_results(paths: list[Path]) -> tuple[list[dict], list[dict]]:
     """(the files' headers without rows, their rows with null read back as NaN). A row of the same clip, task, method,
     budget and seed as an earlier file's (two runs that both scored the feed-forward model or the empty render on a
     clip) is left out, and counted in its file's header as "repeated". ValueError for a file that is not one."""
-    row_key = lambda row: tuple(row[k] for k in ROW_KEYS)  # noqa: E731
     headers, rows, seen = [], [], set()
     for path in paths:
         try:
