@@ -42,6 +42,7 @@ from tqdm import tqdm
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from data.atomic import atomic_folder, replace_folder
+from data.cameras import canonical_ring
 from data.cli import UsageError, check_output, entry_point
 from data.images import composite
 from data.preview import grid_image
@@ -83,6 +84,7 @@ class TrainConfig:
     camera_conditioning: bool = False  # diffusion stage: each view's camera embedding in the adaLN modulation (model/dit.py)
     motion_conditioning: bool = False  # diffusion stage: condition on the clip's motion score (data/images.py)
     output_refiner: bool = False  # diffusion stage: a residual convolution over the predicted image, across patch borders
+    canonical_ring: bool = False  # diffusion stage: turn each sample's cameras so view 0 sits at azimuth 0 (data/cameras.py)
     views: int = 0  # ring views per sample (0: the preset's)
     extra_views: int = 0  # extra supervision views per sample (recon stage)
     loss: LossWeights = field(default_factory=LossWeights)  # recon stage: --loss.depth, --loss.outside, --loss.mse, ...
@@ -312,11 +314,15 @@ class DiffusionStage:
         self.objective = Objective()
         self.null_text = self.text_encoder([""])  # [1, L, D_text]
         self.subset = Subset(views=views, extra_views=0, frames=frames)
-        self.defaults = PipelineDefaults(num_views=views, num_frames=frames, height=grid.height, width=grid.width)
+        self.canonical_ring = cfg.canonical_ring
+        self.defaults = PipelineDefaults(num_views=views, num_frames=frames, height=grid.height, width=grid.width,
+                                         canonical_ring=cfg.canonical_ring)
 
     def loss(self, model, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         """The flow-matching loss of one batch (model/diffusion.py) and no extra metrics."""
         text = self.text_encoder(batch["caption"])  # [B, L, D_text]
+        if self.canonical_ring:
+            batch = {**batch, "c2w": canonical_ring(batch["c2w"])}  # [B, V, F, 4, 4], the pipeline's ring
         return diffusion_loss(model, self.scheduler, batch, text, self.null_text, self.objective, generator), {}
 
     def pipeline(self, model):

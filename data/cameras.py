@@ -189,3 +189,20 @@ def rotate_about_up(c2w: torch.Tensor, degrees: float | torch.Tensor) -> torch.T
     rot[..., 0, 0], rot[..., 0, 2], rot[..., 2, 0], rot[..., 2, 2] = c, s, -s, c
     rot[..., 1, 1] = rot[..., 3, 3] = 1.0
     return rot @ c2w
+
+
+def camera_azimuth(c2w: torch.Tensor) -> torch.Tensor:
+    """The orbit azimuth [...] in degrees, in (-180, 180], of cameras c2w [..., 4, 4] (from their positions)."""
+    eye = c2w[..., :3, 3]  # [..., 3]
+    return torch.rad2deg(torch.atan2(eye[..., 0], eye[..., 2]))
+
+
+def canonical_ring(c2w: torch.Tensor) -> torch.Tensor:
+    """Cameras c2w [..., V, F, 4, 4] turned about +Y so that view 0 (at its first frame) sits at azimuth 0.
+
+    Turning every camera of a sample together is a symmetry of the renders: the images stay the same and the
+    object turns the other way. A ring turned so shows the model the same cameras in every sample (the ring
+    the pipeline generates on), so its rays say which view of the ring a token belongs to, however the data
+    placed the ring.
+    """
+    return rotate_about_up(c2w, -camera_azimuth(c2w[..., 0, 0, :, :])[..., None, None])

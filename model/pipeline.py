@@ -20,7 +20,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from tqdm.auto import tqdm
 
-from data.cameras import fit_distance, intrinsics_from_fov, orbit_c2w, ring_azimuths
+from data.cameras import fit_distance, intrinsics_from_fov, orbit_c2w, ring_azimuths, rotate_about_up
 from model.diffusion import Task, condition_mask, from_model_rgb, sample_noise
 from model.dit import MultiViewVideoDiT
 from model.sampling import PipelineDefaults, Sampling
@@ -180,7 +180,8 @@ class MultiViewVideoPipeline:
         grid = dict(num_views=num_views, num_frames=num_frames, height=height, width=width, fov_deg=fov_deg)
         d = replace(sampling.over(self.defaults), **{k: v for k, v in grid.items() if v is not None})  # validates every value
         V, F, H, W = d.num_views, d.num_frames, d.height, d.width
-        c2w, K = self.cameras(V, F, H, W, elevation, d.fov_deg, distance, azimuth)  # [V, F, 4, 4], [V, 3, 3]
+        turn = azimuth if d.canonical_ring else 0.0  # a canonical-ring model sees view 0 at azimuth 0, always
+        c2w, K = self.cameras(V, F, H, W, elevation, d.fov_deg, distance, azimuth - turn)  # [V, F, 4, 4], [V, 3, 3]
         times = torch.linspace(0, 1, F)  # [F]
         cond, given = self.condition(image, video, V, F, H, W)  # [1, V, F, 3, H, W], [1, V, F]
         text = self.text_encoder([prompt, ""] if guidance_scale != 1.0 else [prompt])  # [G, L, D_text], G = 2 guided
@@ -193,6 +194,7 @@ class MultiViewVideoPipeline:
         images = from_model_rgb(x[0].float())  # [V, F, 3, H, W]
         if loop is not None and d.loop_output == "render":
             images = torch.where(given[0, ..., None, None, None], images, reconstruct(images, c2w, K).clamp(0, 1))
+        c2w = rotate_about_up(c2w, turn) if turn else c2w  # [V, F, 4, 4] with view 0 at `azimuth`
         return Generation(images.cpu(), c2w.cpu(), K.cpu(), times.cpu())
 
     def _denoise(self, x, cond, given, conditioning, guidance_scale, num_inference_steps, sampler, generator,

@@ -29,6 +29,9 @@ class PipelineDefaults:
     loop_start: float = 1.0
     loop_blend: float = 1.0
     loop_output: str = "sample"
+    # Trained on rings turned so that view 0 sits at azimuth 0 (train.py --canonical-ring, data.cameras.canonical_ring):
+    # the model generates on that ring and the returned cameras are turned to the azimuth asked for.
+    canonical_ring: bool = False
 
     def __post_init__(self):
         check_choice("sampler", self.sampler, SAMPLERS)

@@ -103,3 +103,14 @@ def test_rotating_about_up_moves_along_the_orbit():
     moved = cam.rotate_about_up(c2w, 45.0)
     expected = cam.orbit_c2w(torch.tensor([20.0]), torch.tensor([75.0]), radius=2.0)[0, 0]
     assert torch.allclose(moved, expected, atol=1e-5)
+
+
+def test_the_canonical_ring_puts_view_0_at_azimuth_0_and_keeps_the_cameras_relative_poses():
+    rings = torch.stack([cam.orbit_c2w(torch.tensor([10.0, 10.0, 25.0]), torch.tensor([a, a + 120.0, a + 200.0]), 2.0, 3)
+                         for a in (37.0, -150.0)])  # [B=2, V=3, F=3, 4, 4]
+    turned = cam.canonical_ring(rings)  # [2, 3, 3, 4, 4]
+    expected = cam.orbit_c2w(torch.tensor([10.0, 10.0, 25.0]), torch.tensor([0.0, 120.0, 200.0]), 2.0, 3)
+    assert torch.allclose(turned, expected.expand_as(turned), atol=1e-5)
+    relative = torch.linalg.inv(rings[:, :1]) @ rings  # [2, 3, 3, 4, 4]: every camera seen from view 0's
+    assert torch.allclose(torch.linalg.inv(turned[:, :1]) @ turned, relative, atol=1e-5)
+    assert torch.allclose(cam.camera_azimuth(turned[:, :, 0]), torch.tensor([0.0, 120.0, -160.0]).expand(2, 3), atol=1e-4)

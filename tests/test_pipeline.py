@@ -1,10 +1,11 @@
 """MultiViewVideoPipeline: determinism, conditioning frames kept, cameras, save/load round trip, bad input."""
+import dataclasses
 import json
 
 import pytest
 import torch
 
-from data.cameras import fit_distance, intrinsics_from_fov, orbit_c2w, ring_azimuths
+from data.cameras import fit_distance, intrinsics_from_fov, orbit_c2w, ring_azimuths, rotate_about_up
 from model.pipeline import MultiViewVideoPipeline
 from model.sampling import PipelineDefaults, Sampling
 from model.presets import build_dit, build_scheduler, get_preset
@@ -53,6 +54,16 @@ def test_pipeline_returns_images_and_the_cameras_it_used(pipe):
     torch.testing.assert_close(out.c2w, expected)
     torch.testing.assert_close(out.K, intrinsics_from_fov(45.0, aspect=12 / 8).expand(3, 3, 3))
     torch.testing.assert_close(out.times, torch.tensor([0.0, 1.0]))
+
+
+def test_a_canonical_ring_model_generates_on_the_ring_at_azimuth_0_and_returns_cameras_turned_to_the_asked_one(pipe):
+    canonical = MultiViewVideoPipeline(pipe.transformer, pipe.scheduler, pipe.text_encoder,
+                                       dataclasses.replace(pipe.defaults, canonical_ring=True))
+    front, turned = generate(canonical), generate(canonical, azimuth=70.0)
+    assert torch.equal(front.images, turned.images)  # the model saw the same cameras
+    torch.testing.assert_close(turned.c2w, rotate_about_up(front.c2w, 70.0))
+    torch.testing.assert_close(turned.c2w, generate(pipe, azimuth=70.0).c2w)  # where a plain model's cameras are
+    assert not torch.allclose(generate(pipe, azimuth=70.0).images, turned.images, atol=1e-3)  # a plain model sees the turn
 
 
 def test_guidance_changes_the_result(pipe):

@@ -182,6 +182,27 @@ def test_recon_stage_takes_the_geometry_loss_weights_from_the_command_line(demo_
     assert loss.item() == pytest.approx(rest + 0.5 * metrics["depth"] + 2 * metrics["outside"], rel=1e-4)
 
 
+def test_canonical_ring_training_sees_each_ring_turned_to_view_0_at_azimuth_0_and_saves_the_choice(demo_shards):
+    from data.cameras import camera_azimuth, canonical_ring
+    from data.stream import make_dataset
+    from test_model import randomize_
+
+    stages = [train.DiffusionStage(train.parse_args(["diffusion", "--data", str(demo_shards / "train"), *flag])[1],
+                                   torch.device("cpu")) for flag in ([], ["--canonical-ring"])]
+    plain, canonical = stages
+    randomize_(plain.model, seed=0)  # a model whose output depends on its cameras
+    batch = next(iter(make_dataset(str(demo_shards / "train"), batch_size=2, shuffle=0, subset=plain.subset)))
+    assert camera_azimuth(batch["c2w"][:, 0, 0]).abs().min() > 1.0  # the data's rings start elsewhere
+    turned = {**batch, "c2w": canonical_ring(batch["c2w"])}
+
+    def loss(stage, batch):
+        with torch.no_grad():
+            return stage.loss(plain.model, batch, torch.Generator().manual_seed(0))[0].item()
+
+    assert loss(canonical, batch) == loss(plain, turned) != loss(plain, batch)
+    assert canonical.pipeline(plain.model).defaults.canonical_ring and not plain.pipeline(plain.model).defaults.canonical_ring
+
+
 def test_preset_sets_the_defaults_in_either_spelling():
     for argv in (["--preset", "cpu-small"], ["--preset=cpu-small"]):
         stage, cfg = train.parse_args(["diffusion", *argv])
