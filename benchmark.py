@@ -485,6 +485,8 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--loop-start", type=fraction, help="reconstruction in the loop from this fraction of the steps")
         command.add_argument("--loop-blend", type=fraction, help="blend of the prediction towards the renders, in [0, 1]")
         command.add_argument("--loop-output", choices=LOOP_OUTPUTS, help="sample or render (default: the model's)")
+        command.add_argument("--patch-shift", action=argparse.BooleanOptionalAction,
+                             help="move the patch grid on alternate denoising steps (default: the model's)")
     ev.add_argument("--seed", type=non_negative_int, default=0)
     for command in (cmp, sc):
         command.add_argument("--train-manifest", type=Path, required=True,
@@ -520,7 +522,7 @@ def options_of(args: argparse.Namespace, argv: list[str], out: Path):
     if args.command == "score":
         return ScoreOptions(args.method, args.gaussians, args.task, clips, args.train_manifest, out, seconds=args.seconds,
                             iters=args.iters, device=args.device, clip_model=args.clip_model, argv=argv)
-    sampling = Sampling(args.sampler, args.motion, args.loop_start, args.loop_blend, args.loop_output)
+    sampling = Sampling(args.sampler, args.motion, args.loop_start, args.loop_blend, args.loop_output, args.patch_shift)
     if args.command == "eval":
         return EvalOptions(args.model, clips, out, steps=args.steps, seed=args.seed, sampling=sampling)
     return CompareOptions(args.model, clips, args.train_manifest, out, tasks=tuple(dict.fromkeys(args.tasks)), steps=args.steps,

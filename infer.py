@@ -368,6 +368,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "3D reconstruction, in [0, 1] (default: the model's)")
     p.add_argument("--loop-output", help="sample: the last denoised views; render: the renders of the final "
                    "reconstruction (default: the model's)")
+    p.add_argument("--patch-shift", action=argparse.BooleanOptionalAction, help="move the 8x8 patch grid by half a "
+                   "patch on alternate denoising steps, so no patch seams stay (a quarter more time; default: the model's)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--elevation", type=finite_float, default=15.0, help="camera elevation in degrees, in (-90, 90)")
     p.add_argument("--video-size", type=positive_int, default=256, help="orbit video side in pixels (even, 16 to 2048)")
@@ -416,7 +418,7 @@ def main(argv=None) -> None:
 
     Bad input stops with one line `error: ...` (exit 2 for arguments, 1 for unusable files) and writes nothing."""
     args = parse_args(argv)
-    sampling = Sampling(args.sampler, args.motion, args.loop_start, args.loop_blend, args.loop_output)
+    sampling = Sampling(args.sampler, args.motion, args.loop_start, args.loop_blend, args.loop_output, args.patch_shift)
     settings = Settings(args.views, args.frames, args.steps, args.guidance, args.seed, args.elevation, args.video_size,
                         args.refine_steps, sampling, mesh=args.mesh)
     try:

@@ -66,6 +66,37 @@ def guided_velocity(transformer, x: torch.Tensor, timestep: torch.Tensor, condit
     return v[1:] + scale * (v[:1] - v[1:]) if G == 2 else v
 
 
+def grid_offsets(step: int, steps: int, half_patch: int) -> list[tuple[int, int]]:
+    """The patch-grid offsets (rows, columns) in pixels that step `step` of `steps` averages its prediction over when
+    patch shifting: the grid, and the grid moved by half a patch, on alternate steps; both in the last quarter."""
+    moved = (half_patch, half_patch)
+    if step >= 0.75 * steps:
+        return [(0, 0), moved]
+    return [(0, 0)] if step % 2 == 0 else [moved]
+
+
+def shifted_velocity(transformer, x: torch.Tensor, timestep: torch.Tensor, conditioning: dict, scale: float,
+                     offsets: list[tuple[int, int]]) -> torch.Tensor:
+    """`guided_velocity` [1, V, F, 3, H, W] averaged over patch-grid offsets (dy, dx).
+
+    For each offset the images and the conditioning images are rolled by (dy, dx) pixels and every principal point
+    moves with them, so each pixel keeps its own ray; the prediction is rolled back. Patch borders then fall in
+    different places at different steps and no 8x8 seam stays put. What wraps round the edge is background.
+    """
+    if offsets == [(0, 0)]:
+        return guided_velocity(transformer, x, timestep, conditioning, scale)
+    H, W = x.shape[-2:]
+    total = torch.zeros_like(x)  # [1, V, F, 3, H, W]
+    for dy, dx in offsets:
+        K = conditioning["K"].clone()  # [G, V, 3, 3] normalised
+        K[..., 0, 2] += dx / W
+        K[..., 1, 2] += dy / H
+        moved = {**conditioning, "K": K, "cond_images": conditioning["cond_images"].roll((dy, dx), (-2, -1))}
+        velocity = guided_velocity(transformer, x.roll((dy, dx), (-2, -1)), timestep, moved, scale)  # [1, V, F, 3, H, W]
+        total += velocity.roll((-dy, -dx), (-2, -1))
+    return total / len(offsets)
+
+
 @dataclass
 class RenderLoop:
     """Reconstruction in the sampling loop (VideoMV's 3D-aware denoising; DMV3D reconstructs as its denoiser).
@@ -190,7 +221,7 @@ class MultiViewVideoPipeline:
         noise = sample_noise((1, V, F, 3, H, W), d.shared_noise, generator, self.device, self.transformer.dtype)
         loop = None if reconstruct is None else RenderLoop(lambda x: reconstruct(x, c2w, K), d.loop_start, d.loop_blend)
         x = self._denoise(noise, cond, given, conditioning, guidance_scale, num_inference_steps, d.sampler, generator,
-                          progress, loop)
+                          progress, loop, d.patch_shift)
         images = from_model_rgb(x[0].float())  # [V, F, 3, H, W]
         if loop is not None and d.loop_output == "render":
             images = torch.where(given[0, ..., None, None, None], images, reconstruct(images, c2w, K).clamp(0, 1))
@@ -198,7 +229,7 @@ class MultiViewVideoPipeline:
         return Generation(images.cpu(), c2w.cpu(), K.cpu(), times.cpu())
 
     def _denoise(self, x, cond, given, conditioning, guidance_scale, num_inference_steps, sampler, generator,
-                 progress, loop: RenderLoop | None = None) -> torch.Tensor:
+                 progress, loop: RenderLoop | None = None, patch_shift: bool = False) -> torch.Tensor:
         """Steps of the flow from noise x [1, V, F, 3, H, W] to images [1, V, F, 3, H, W], the given frames held at cond.
 
         cond: [1, V, F, 3, H, W]; given: bool [1, V, F]; conditioning: `model_conditioning`'s G = 1 or 2 rows.
@@ -207,15 +238,18 @@ class MultiViewVideoPipeline:
         `stochastic_sampling`), so an error made at one step is not carried along the path. Measured on the
         shipped cpu-small model, "ode" left objects broken into scattered 8x8 patches, "stochastic" joined them
         into whole silhouettes (pretrained/zoetrope4d-cpu-small/README.md). `loop` (RenderLoop) may replace the
-        clean-image prediction by renders of its 3D reconstruction before the step is taken.
+        clean-image prediction by renders of its 3D reconstruction before the step is taken. `patch_shift` moves the
+        patch grid by half a patch on alternate steps and averages both grids in the last quarter (`grid_offsets`).
         """
         keep = given[..., None, None, None]  # [1, V, F, 1, 1, 1]
+        half_patch = self.transformer.config.patch_size // 2
         # A scheduler per call: the pipeline's own stays in the state it was saved in (training code shares it).
         scheduler = FlowMatchEulerDiscreteScheduler.from_config(self.scheduler.config, stochastic_sampling=sampler == "stochastic")
         scheduler.set_timesteps(num_inference_steps, device=self.device)
         for i, t in enumerate(tqdm(scheduler.timesteps, disable=not progress, desc="denoising")):
             x = torch.where(keep, cond, x)  # [1, V, F, 3, H, W], given frames clean as in training
-            velocity = guided_velocity(self.transformer, x, t, conditioning, guidance_scale)  # [1, V, F, 3, H, W]
+            offsets = grid_offsets(i, len(scheduler.timesteps), half_patch) if patch_shift else [(0, 0)]
+            velocity = shifted_velocity(self.transformer, x, t, conditioning, guidance_scale, offsets)  # [1, V, F, 3, H, W]
             if loop is not None and i >= loop.start * len(scheduler.timesteps):
                 velocity = loop.velocity(x, velocity, scheduler.sigmas[i])  # [1, V, F, 3, H, W]
             x = scheduler.step(velocity, t, x, generator=generator).prev_sample  # [1, V, F, 3, H, W]

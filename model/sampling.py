@@ -29,6 +29,9 @@ class PipelineDefaults:
     loop_start: float = 1.0
     loop_blend: float = 1.0
     loop_output: str = "sample"
+    # Patch shifting (MultiViewVideoPipeline._denoise): alternate steps see the images moved by half a patch, the last
+    # quarter of the steps averages both grids, so the 8x8 patches leave no seams in one place (a quarter more time).
+    patch_shift: bool = False
     # Trained on rings turned so that view 0 sits at azimuth 0 (train.py --canonical-ring, data.cameras.canonical_ring):
     # the model generates on that ring and the returned cameras are turned to the azimuth asked for.
     canonical_ring: bool = False
@@ -53,6 +56,7 @@ class Sampling:
     loop_start: float | None = None
     loop_blend: float | None = None
     loop_output: str | None = None
+    patch_shift: bool | None = None
 
     def over(self, defaults: PipelineDefaults) -> PipelineDefaults:
         """`defaults` with every option set here in place of its value; ValueError on a bad one."""

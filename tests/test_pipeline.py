@@ -5,8 +5,9 @@ import json
 import pytest
 import torch
 
-from data.cameras import fit_distance, intrinsics_from_fov, orbit_c2w, ring_azimuths, rotate_about_up
-from model.pipeline import MultiViewVideoPipeline
+from data.cameras import fit_distance, intrinsics_from_fov, orbit_c2w, pixel_rays, ring_azimuths, rotate_about_up
+from evaluation.metrics import patch_seam_ratio
+from model.pipeline import MultiViewVideoPipeline, grid_offsets
 from model.sampling import PipelineDefaults, Sampling
 from model.presets import build_dit, build_scheduler, get_preset
 from model.text import TextEncoder
@@ -30,9 +31,9 @@ def pipe(encoder):
     return MultiViewVideoPipeline(transformer, build_scheduler("tiny"), encoder, defaults)
 
 
-def generate(pipe, seed=0, sampler=None, **kwargs):
+def generate(pipe, seed=0, sampler=None, sampling=None, **kwargs):
     kwargs = dict(dict(num_inference_steps=STEPS, generator=torch.Generator().manual_seed(seed)), **kwargs)
-    return pipe("a jumping frog", progress=False, sampling=Sampling(sampler=sampler), **kwargs)
+    return pipe("a jumping frog", progress=False, sampling=sampling or Sampling(sampler=sampler), **kwargs)
 
 
 def test_transformer_and_scheduler_must_share_the_timestep_scale(encoder):
@@ -100,6 +101,32 @@ def test_video_to_4d_returns_the_given_video_at_view_0(pipe):
     video = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
     out = generate(pipe, video=video)
     torch.testing.assert_close(out.images[0], video, rtol=0, atol=1e-6)
+
+
+def test_a_rolled_image_keeps_its_rays_when_the_principal_point_moves_with_it():
+    c2w = orbit_c2w(torch.tensor([20.0]), torch.tensor([30.0]), 2.0)[0, 0]  # [4, 4]
+    K = intrinsics_from_fov(40.0)
+    moved = K.clone()
+    moved[0, 2] += 3 / 16  # the image rolled 3 pixels right and 2 down, as shifted_velocity does
+    moved[1, 2] += 2 / 16
+    _, rays = pixel_rays(c2w, K, 16, 16)  # [16, 16, 3]
+    _, rolled = pixel_rays(c2w, moved, 16, 16)
+    torch.testing.assert_close(rolled[2:, 3:], rays[:-2, :-3])  # each pixel's content sits on its own ray
+
+
+def test_patch_shifting_alternates_the_grid_then_averages_both():
+    schedule = [grid_offsets(i, 8, 4) for i in range(8)]
+    assert schedule[:6] == [[(0, 0)], [(4, 4)]] * 3 and schedule[6:] == [[(0, 0), (4, 4)]] * 2
+
+
+def test_patch_shifting_is_seeded_keeps_the_given_video_and_softens_patch_seams(pipe):
+    video = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    plain = generate(pipe, video=video)
+    shifted, again = (generate(pipe, video=video, sampling=Sampling(patch_shift=True)) for _ in range(2))
+    assert torch.equal(shifted.images, again.images)
+    torch.testing.assert_close(shifted.images[0], video, rtol=0, atol=1e-6)
+    patch = pipe.transformer.config.patch_size
+    assert patch_seam_ratio(shifted.images[1:], patch) < patch_seam_ratio(plain.images[1:], patch) - 0.1
 
 
 def test_save_and_load_round_trip_gives_identical_outputs(pipe, tmp_path):
