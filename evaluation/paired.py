@@ -2,7 +2,7 @@
 
     python -m evaluation.paired runs/eval-v3/eval.json runs/eval-v4/eval.json [more eval.json ...]
 
-The first file is the baseline. For each measure and each other file: both means, the mean difference (positive:
+The first file is the baseline; each result is named by its folder. For each measure and each other file: both means, the mean difference (positive:
 better, whichever way the measure points), on how many clips the model is better, and a 90% interval of the mean
 difference from a bootstrap over assets (clips of one asset are not independent draws, so whole assets are
 resampled). A mean moved by one clip shows as a wide interval and a low count. Prints a Markdown table.
@@ -62,15 +62,15 @@ def compare(base: dict, new: dict, task: str, metric: str, sign: int) -> dict | 
             "interval": (low, high)}
 
 
-def table(base: dict, others: list[dict]) -> str:
-    """The Markdown table of every measure for each model against the baseline."""
+def table(base: dict, others: dict[str, dict]) -> str:
+    """The Markdown table of every measure for each model {label: summary} against the baseline."""
     lines = ["| measure | model | baseline | model's | gain (90% interval) | clips better |", "|---|---|---|---|---|---|"]
     for task, metric, sign in MEASURES:
-        for other in others:
+        for label, other in others.items():
             row = compare(base, other, task, metric, sign)
             if row is not None:
                 low, high = row["interval"]
-                lines.append(f"| {task} {metric}{'' if sign > 0 else ' (lower is better)'} | {other['model']} | "
+                lines.append(f"| {task} {metric}{'' if sign > 0 else ' (lower is better)'} | {label} | "
                              f"{row['base']:.3f} | {row['new']:.3f} | {row['gain']:+.3f} ({low:+.3f}, {high:+.3f}) | "
                              f"{row['better']} of {row['clips']} |")
     return "\n".join(lines)
@@ -85,9 +85,14 @@ def main(argv: list[str] | None = None) -> None:
     missing = [str(path) for path in args.results if not path.is_file()]
     if missing:
         p.error(f"not found: {', '.join(missing)} (benchmark.py eval writes OUT/eval.json)")
-    summaries = [json.loads(path.read_text()) for path in args.results]
+    # a result is named by its folder (eval's --out), which says more than the model path: the same model may be
+    # scored with different sampling options
+    summaries = {path.parent.name: json.loads(path.read_text()) for path in args.results}
+    if len(summaries) < len(args.results):
+        p.error("two results files share a folder name; name each eval's --out differently")
+    (_, base), *others = summaries.items()
     try:
-        print(table(summaries[0], summaries[1:]))
+        print(table(base, dict(others)))
     except ValueError as err:
         p.error(str(err))
 

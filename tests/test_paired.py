@@ -43,18 +43,20 @@ def test_different_clip_sets_are_refused_with_a_clear_error(tmp_path, capsys):
     fewer = summary("v4", {k: v for k, v in CLIPS.items() if k != "frog__c000__o00"})
     with pytest.raises(ValueError, match="scored on different clips"):
         paired.compare(summary("v3", CLIPS), fewer, "video_to_4d", "psnr", 1)
-    files = [tmp_path / "a.json", tmp_path / "b.json"]
+    files = [tmp_path / "v3" / "eval.json", tmp_path / "v4" / "eval.json"]
     for path, s in zip(files, (summary("v3", CLIPS), fewer)):
+        path.parent.mkdir()
         path.write_text(json.dumps(s))
     with pytest.raises(SystemExit):
         paired.main([str(p) for p in files])
     assert "different clips" in capsys.readouterr().err
 
 
-def test_the_command_prints_a_row_per_measure_found(tmp_path, capsys):
-    files = [tmp_path / "a.json", tmp_path / "b.json"]
-    for path, s in zip(files, (summary("v3", CLIPS), summary("v4", {k: v - 0.5 for k, v in CLIPS.items()}))):
+def test_the_command_prints_a_row_per_measure_found_named_by_the_results_folder(tmp_path, capsys):
+    files = [tmp_path / "v3" / "eval.json", tmp_path / "v3-shifted" / "eval.json"]
+    for path, s in zip(files, (summary("same/model", CLIPS), summary("same/model", {k: v - 0.5 for k, v in CLIPS.items()}))):
+        path.parent.mkdir()
         path.write_text(json.dumps(s))
     paired.main([str(p) for p in files])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| video_to_4d")]
-    assert len(rows) == 2 and "-0.500" in rows[0] and "0 of 4" in rows[0]
+    assert len(rows) == 2 and "| v3-shifted |" in rows[0] and "-0.500" in rows[0] and "0 of 4" in rows[0]
