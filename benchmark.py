@@ -522,7 +522,7 @@ def options_of(args: argparse.Namespace, argv: list[str], out: Path):
     if args.command == "score":
         return ScoreOptions(args.method, args.gaussians, args.task, clips, args.train_manifest, out, seconds=args.seconds,
                             iters=args.iters, device=args.device, clip_model=args.clip_model, argv=argv)
-    sampling = Sampling(args.sampler, args.motion, args.loop_start, args.loop_blend, args.loop_output, args.patch_shift)
+    sampling = Sampling.of(args)
     if args.command == "eval":
         return EvalOptions(args.model, clips, out, steps=args.steps, seed=args.seed, sampling=sampling)
     return CompareOptions(args.model, clips, args.train_manifest, out, tasks=tuple(dict.fromkeys(args.tasks)), steps=args.steps,

@@ -47,7 +47,7 @@ class Settings:
     elevation: float
     video_size: int
     refine_steps: int
-    sampling: Sampling = Sampling()  # sampler, motion score, reconstruction loop; None fields: the model's saved default
+    sampling: Sampling = Sampling()  # sampler, motion score, reconstruction loop, patch shifting; None fields: the model's saved default
     mesh: bool = True  # write animated.glb
 
 
@@ -418,7 +418,7 @@ def main(argv=None) -> None:
 
     Bad input stops with one line `error: ...` (exit 2 for arguments, 1 for unusable files) and writes nothing."""
     args = parse_args(argv)
-    sampling = Sampling(args.sampler, args.motion, args.loop_start, args.loop_blend, args.loop_output, args.patch_shift)
+    sampling = Sampling.of(args)
     settings = Settings(args.views, args.frames, args.steps, args.guidance, args.seed, args.elevation, args.video_size,
                         args.refine_steps, sampling, mesh=args.mesh)
     try:

@@ -314,14 +314,13 @@ class DiffusionStage:
         self.objective = Objective()
         self.null_text = self.text_encoder([""])  # [1, L, D_text]
         self.subset = Subset(views=views, extra_views=0, frames=frames)
-        self.canonical_ring = cfg.canonical_ring
         self.defaults = PipelineDefaults(num_views=views, num_frames=frames, height=grid.height, width=grid.width,
                                          canonical_ring=cfg.canonical_ring)
 
     def loss(self, model, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         """The flow-matching loss of one batch (model/diffusion.py) and no extra metrics."""
         text = self.text_encoder(batch["caption"])  # [B, L, D_text]
-        if self.canonical_ring:
+        if self.defaults.canonical_ring:
             batch = {**batch, "c2w": canonical_ring(batch["c2w"])}  # [B, V, F, 4, 4], the pipeline's ring
         return diffusion_loss(model, self.scheduler, batch, text, self.null_text, self.objective, generator), {}
 

@@ -100,6 +100,15 @@ def normalize_intrinsics(K_pixels: torch.Tensor, height: int, width: int) -> tor
     return K_pixels / scale[:, None]
 
 
+def roll_intrinsics(K: torch.Tensor, dy: int, dx: int, height: int, width: int) -> torch.Tensor:
+    """Normalised intrinsics [..., 3, 3] of an image rolled by (dy, dx) pixels: the principal point moves with the
+    content, so every moved pixel keeps its ray (what wraps round the edge does not)."""
+    shift = torch.tensor([dx / width, dy / height], dtype=K.dtype, device=K.device)
+    rolled = K.clone()
+    rolled[..., :2, 2] += shift
+    return rolled
+
+
 def pixel_rays(c2w: torch.Tensor, K: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel ray origins and unit directions in world space, both [..., H, W, 3].
 

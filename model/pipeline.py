@@ -20,7 +20,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from tqdm.auto import tqdm
 
-from data.cameras import fit_distance, intrinsics_from_fov, orbit_c2w, ring_azimuths, rotate_about_up
+from data.cameras import fit_distance, intrinsics_from_fov, orbit_c2w, ring_azimuths, roll_intrinsics, rotate_about_up
 from model.diffusion import Task, condition_mask, from_model_rgb, sample_noise
 from model.dit import MultiViewVideoDiT
 from model.sampling import PipelineDefaults, Sampling
@@ -88,10 +88,8 @@ def shifted_velocity(transformer, x: torch.Tensor, timestep: torch.Tensor, condi
     H, W = x.shape[-2:]
     total = torch.zeros_like(x)  # [1, V, F, 3, H, W]
     for dy, dx in offsets:
-        K = conditioning["K"].clone()  # [G, V, 3, 3] normalised
-        K[..., 0, 2] += dx / W
-        K[..., 1, 2] += dy / H
-        moved = {**conditioning, "K": K, "cond_images": conditioning["cond_images"].roll((dy, dx), (-2, -1))}
+        moved = {**conditioning, "K": roll_intrinsics(conditioning["K"], dy, dx, H, W),  # [G, V, 3, 3]
+                 "cond_images": conditioning["cond_images"].roll((dy, dx), (-2, -1))}
         velocity = guided_velocity(transformer, x.roll((dy, dx), (-2, -1)), timestep, moved, scale)  # [1, V, F, 3, H, W]
         total += velocity.roll((-dy, -dx), (-2, -1))
     return total / len(offsets)

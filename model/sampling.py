@@ -63,9 +63,10 @@ class Sampling:
         return replace(defaults, **{k: v for k, v in asdict(self).items() if v is not None})
 
     @classmethod
-    def of(cls, defaults: PipelineDefaults) -> Sampling:
-        """Every option as `defaults` has it (what a call resolved, to record)."""
-        return cls(**{name: getattr(defaults, name) for name in asdict(cls())})
+    def of(cls, source) -> Sampling:
+        """Every option as `source` has it, read by name: a PipelineDefaults (what a call resolved, to record) or the
+        parsed command line of infer.py or benchmark.py (None where an option was not given)."""
+        return cls(**{name: getattr(source, name) for name in asdict(cls())})
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from data.cameras import fit_distance, intrinsics_from_fov, orbit_c2w, pixel_rays, ring_azimuths, rotate_about_up
+from data.cameras import (fit_distance, intrinsics_from_fov, orbit_c2w, pixel_rays, ring_azimuths, roll_intrinsics,
+                          rotate_about_up)
 from evaluation.metrics import patch_seam_ratio
 from model.pipeline import MultiViewVideoPipeline, grid_offsets
 from model.sampling import PipelineDefaults, Sampling
@@ -106,9 +107,7 @@ def test_video_to_4d_returns_the_given_video_at_view_0(pipe):
 def test_a_rolled_image_keeps_its_rays_when_the_principal_point_moves_with_it():
     c2w = orbit_c2w(torch.tensor([20.0]), torch.tensor([30.0]), 2.0)[0, 0]  # [4, 4]
     K = intrinsics_from_fov(40.0)
-    moved = K.clone()
-    moved[0, 2] += 3 / 16  # the image rolled 3 pixels right and 2 down, as shifted_velocity does
-    moved[1, 2] += 2 / 16
+    moved = roll_intrinsics(K, 2, 3, 16, 16)  # the image rolled 3 pixels right and 2 down, as shifted_velocity does
     _, rays = pixel_rays(c2w, K, 16, 16)  # [16, 16, 3]
     _, rolled = pixel_rays(c2w, moved, 16, 16)
     torch.testing.assert_close(rolled[2:, 3:], rays[:-2, :-3])  # each pixel's content sits on its own ray
