@@ -85,6 +85,7 @@ class TrainConfig:
     motion_conditioning: bool = False  # diffusion stage: condition on the clip's motion score (data/images.py)
     output_refiner: bool = False  # diffusion stage: a residual convolution over the predicted image, across patch borders
     canonical_ring: bool = False  # diffusion stage: turn each sample's cameras so view 0 sits at azimuth 0 (data/cameras.py)
+    hull_prior: bool = False  # recon stage: Gaussian depths start at the input silhouettes' visual hull (recon/hull.py)
     views: int = 0  # ring views per sample (0: the preset's)
     extra_views: int = 0  # extra supervision views per sample (recon stage)
     loss: LossWeights = field(default_factory=LossWeights)  # recon stage: --loss.depth, --loss.outside, --loss.mse, ...
@@ -180,7 +181,7 @@ def load_ema(ema: EMAModel, model: torch.nn.Module, checkpoint: Path, ema_step: 
 
 
 MODEL_FIELDS = ("preset", "views", "extra_views", "frames", "prediction", "camera_conditioning", "motion_conditioning",
-                "output_refiner")  # what a checkpoint's weights depend on
+                "output_refiner", "hull_prior")  # what a checkpoint's weights depend on
 
 
 def check_compatible(saved: dict, stage: str, cfg: TrainConfig) -> None:
@@ -317,6 +318,10 @@ class DiffusionStage:
         self.defaults = PipelineDefaults(num_views=views, num_frames=frames, height=grid.height, width=grid.width,
                                          canonical_ring=cfg.canonical_ring)
 
+    def load(self, model, folder: str) -> None:
+        """--init-from: the weights of an exported pipeline folder's transformer (or a transformer folder)."""
+        load_weights(model, folder)
+
     def loss(self, model, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         """The flow-matching loss of one batch (model/diffusion.py) and no extra metrics."""
         text = self.text_encoder(batch["caption"])  # [B, L, D_text]
@@ -348,11 +353,18 @@ class ReconStage:
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
         self.views = cfg.views or 4
-        self.model = build_head(cfg.preset)
+        self.model = build_head(cfg.preset, hull_prior=cfg.hull_prior)
         self.subset = Subset(views=self.views, extra_views=cfg.extra_views, frames=cfg.frames or None)
         self.weights = cfg.loss
         lpips = load_lpips() if cfg.loss.lpips > 0 else None  # None, with a warning, where LPIPS is not installed
         self.lpips = None if lpips is None else lpips.to(device)
+
+    def load(self, model, folder: str) -> None:
+        """--init-from: the weights of an exported head. A head given the hull prior that was trained without it starts
+        its Gaussians at the hull's depths (its depth outputs were offsets from the middle plane, not from the hull)."""
+        load_weights(model, folder)
+        if model.config.hull_prior and not json.loads((Path(folder) / "config.json").read_text()).get("hull_prior"):
+            model.reset_depth_output()
 
     def loss(self, model, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         return recon_loss(model, batch, num_input_views=self.views, weights=self.weights, lpips_fn=self.lpips)
@@ -485,7 +497,7 @@ def start_run(stage_name: str, cfg: TrainConfig, resume_from: Path | None) -> Ru
     stage = (DiffusionStage if stage_name == "diffusion" else ReconStage)(cfg, accelerator.device)
     model = stage.model
     if cfg.init_from and resume_from is None:
-        load_weights(model, cfg.init_from)
+        stage.load(model, cfg.init_from)
     if cfg.grad_checkpointing:
         model.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))

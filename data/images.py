@@ -1,4 +1,5 @@
-"""Image helpers shared by every package: compositing straight-alpha RGBA over a background, and motion.
+"""Image helpers shared by every package: compositing straight-alpha RGBA over a background, object masks of images
+over white, and motion.
 
 The motion score of a clip is the mean absolute change of its RGB over white between consecutive frames: 0 for a
 still clip, about 0.016 for the walking and swimming clips of the shipped data set at 64x64. The data build stores
@@ -16,6 +17,12 @@ def composite(rgba: torch.Tensor, background: torch.Tensor | float) -> torch.Ten
     background = background[..., None, None] if background.ndim else background
     alpha = rgba[..., 3:, :, :]
     return rgba[..., :3, :, :] * alpha + background * (1.0 - alpha)
+
+
+def object_mask(rgb: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:
+    """bool [..., 1, H, W]: pixels of images [..., 3, H, W] over white that differ from white by more than threshold
+    (generated views carry no alpha: the object is whatever is not the background)."""
+    return (1.0 - rgb).amax(dim=-3, keepdim=True) > threshold
 
 
 def frame_change(frames: torch.Tensor) -> torch.Tensor:

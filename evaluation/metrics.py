@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from data.images import composite, frame_change as flicker
+from data.images import composite, frame_change as flicker, object_mask
 from recon.losses import BACKGROUND_ALPHA, SSIM_WINDOW, depth_loss, psnr, ssim, ssim_map
 from recon.render import RenderOutput
 
@@ -100,12 +100,7 @@ def measure(device: torch.device, fn, *args, **kwargs):
 
 
 # ----------------------------------------------------------------------------- what a person sees in generated views
-# Generated views carry no alpha: the object is whatever is not the white background.
-
-
-def object_mask(rgb: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:
-    """bool [..., 1, H, W]: pixels of images [..., 3, H, W] over white that differ from white by more than threshold."""
-    return (1.0 - rgb).amax(dim=-3, keepdim=True) > threshold
+# Generated views carry no alpha: the object is whatever is not the white background (data.images.object_mask).
 
 
 def silhouette_iou(rgb: torch.Tensor, truth_alpha: torch.Tensor) -> float:

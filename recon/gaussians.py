@@ -114,17 +114,20 @@ def means_on_rays(
     raw_offset: torch.Tensor,
     depth_range: float,
     max_offset: float,
+    base: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-pixel Gaussian centres [..., 3]: a bounded depth along each pixel's ray plus a small bounded offset.
 
-    The depth is the camera's distance to the world origin (where objects are centred) +- `depth_range`
-    (tanh), so the prediction starts on the object's middle plane and cannot run off behind the camera;
-    the offset (tanh, at most `max_offset` per axis, world units) lets a splat leave its ray slightly.
+    The depth is a base depth +- `depth_range` (tanh). The base is the camera's distance to the world origin (where
+    objects are centred), so the prediction starts on the object's middle plane and cannot run off behind the
+    camera, or a given one (the visual hull's, recon/hull.py). The offset (tanh, at most `max_offset` per axis,
+    world units) lets a splat leave its ray slightly.
 
     Args:
         origins: [..., 3] ray origins (camera centres). directions: [..., 3] unit ray directions.
         raw_depth: [..., 1]; raw_offset: [..., 3], both unconstrained.
+        base: [..., 1] base depths along the rays, or None for the camera's distance to the origin.
     """
-    distance = origins.norm(dim=-1, keepdim=True)  # [..., 1]
-    depth = distance + depth_range * torch.tanh(raw_depth)  # [..., 1]
+    base = origins.norm(dim=-1, keepdim=True) if base is None else base  # [..., 1]
+    depth = base + depth_range * torch.tanh(raw_depth)  # [..., 1]
     return origins + depth * directions + max_offset * torch.tanh(raw_offset)  # [..., 3]

@@ -8,6 +8,8 @@ convolutional decoder, which also sees the (pooled) input pixels, gives each gri
 one Gaussian placed on that pixel's ray. Normalised intrinsics describe the coarser grid unchanged.
 The Pluecker rays tell every token where it looks from, so no separate positional embedding is needed, and
 temporal attention carries no time embedding: each frame's own images say which moment it shows.
+With `hull_prior`, each Gaussian's depth starts where its ray enters the visual hull of the views' silhouettes
+(recon/hull.py), a depth all views agree on, and the network also sees that depth; it predicts the residual.
 """
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 
 from data.cameras import pixel_rays, plucker_rays
+from data.images import object_mask
 from layers.attention import Attention, grid_attention
 from recon.gaussians import MAX_SCALE, MIN_SCALE, Gaussians, means_on_rays
+from recon.hull import hull_depth
 from recon.render import render_views
 
 # Raw per-pixel outputs, in channel order: named sizes, split by name (never sliced by index).
@@ -83,7 +87,12 @@ class GaussianHead4D(ModelMixin, ConfigMixin):
         temporal_attention: False keeps the frames independent (each frame reconstructed on its own).
         depth_range: a pixel's Gaussian lies at the camera's distance to the origin +- this, along its ray.
         max_offset: largest offset of a Gaussian off its pixel ray, per axis (world units).
+        hull_prior: depths start at the visual hull of the input silhouettes (recon/hull.py) instead of the object's
+            middle plane, and the hull's depth and hit flag are inputs of the tokens and of the pixel decoder.
     """
+
+    # Added by an option with a zero-initialised output: a head continued with them starts as the saved one.
+    ZERO_INIT_MODULES = ("hull_tokens", "hull_pixels")
 
     @register_to_config
     def __init__(
@@ -98,6 +107,7 @@ class GaussianHead4D(ModelMixin, ConfigMixin):
         temporal_attention: bool = True,
         depth_range: float = 0.6,
         max_offset: float = 0.05,
+        hull_prior: bool = False,
     ):
         super().__init__()
         if patch_size % stride:
@@ -118,6 +128,35 @@ class GaussianHead4D(ModelMixin, ConfigMixin):
         bias = torch.cat([torch.tensor(_RAW_BIAS.get(name, [0.0] * size)) for name, size in RAW_CHANNELS.items()])
         with torch.no_grad():
             out.bias.copy_(bias)
+        if hull_prior:  # 2 channels: the hull's depth relative to the middle plane, and whether the ray hit it
+            self.hull_tokens = nn.Conv2d(2, width, patch_size // stride, stride=patch_size // stride)
+            self.hull_pixels = nn.Conv2d(2, decoder_channels, 1)
+            for layer in (self.hull_tokens, self.hull_pixels):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def reset_depth_output(self) -> None:
+        """Zero the decoder's depth output, so every Gaussian starts at its base depth (the hull's, with `hull_prior`):
+        for continuing a head trained without the hull, whose depth outputs are offsets from the middle plane."""
+        out = self.decoder[-1]
+        with torch.no_grad():
+            out.weight[: RAW_CHANNELS["depth"]].zero_()
+            out.bias[: RAW_CHANNELS["depth"]].zero_()
+
+    def hull(self, images: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The visual hull's depths on the Gaussian grid: (depths [B, F, N, 1], features [(B V F), 2, H/s, W/s]).
+
+        images [B, V, F, 3, H, W] over white, c2w [B, V, F, 4, 4], K [B, V, 1, 3, 3]; N = V * H/s * W/s."""
+        b, v, f, _, h, w = images.shape
+        s, r = self.config.stride, self.config.depth_range
+        masks = rearrange(object_mask(images), "b v f c h w -> b f v c h w")  # [B, F, V, 1, H, W]
+        cams = rearrange(c2w, "b v f i j -> b f v i j")  # [B, F, V, 4, 4]
+        intrinsics = rearrange(K.expand(-1, -1, f, -1, -1), "b v f i j -> b f v i j")  # [B, F, V, 3, 3]
+        depth, hit = hull_depth(masks, cams, intrinsics, h // s, w // s, r)  # [B, F, V, h/s, w/s] each
+        middle = cams[..., :3, 3].norm(dim=-1)[..., None, None]  # [B, F, V, 1, 1]
+        features = torch.stack([(depth - middle) / r, hit.float()], dim=3)  # [B, F, V, 2, h/s, w/s]
+        return (rearrange(depth, "b f v y x -> b f (v y x) 1"),
+                rearrange(features, "b f v c y x -> (b v f) c y x"))
 
     def forward(self, images: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor) -> Gaussians:
         """Predict per-pixel Gaussians for every frame.
@@ -142,12 +181,18 @@ class GaussianHead4D(ModelMixin, ConfigMixin):
         pixels = torch.cat([images * 2 - 1, rays], dim=3).flatten(0, 2)  # [(B V F), 9, H, W]
 
         tokens = self.patch_embed(pixels)  # [(B V F), D, H/p, W/p]
+        base = None
+        if self.config.hull_prior:
+            base, hull = self.hull(images, c2w, K)  # [B, F, N, 1], [(B V F), 2, H/s, W/s]
+            tokens = tokens + self.hull_tokens(hull)  # [(B V F), D, H/p, W/p]
         tokens = rearrange(tokens, "(b v f) d y x -> b v f (y x) d", b=b, v=v, f=f)  # [B, V, F, N, D]
         for block in self.blocks:
             tokens = block(tokens)  # [B, V, F, N, D]
         feats = self.unpatch(self.norm_out(tokens))  # [B, V, F, N, q * q * C]
         feats = rearrange(feats, "b v f (y x) (qy qx c) -> (b v f) c (y qy) (x qx)", y=h // p, qy=q, qx=q)  # [(B V F), C, H/s, W/s]
         pooled = F.avg_pool2d(pixels, s)  # [(B V F), 9, H/s, W/s]
+        if self.config.hull_prior:
+            feats = feats + self.hull_pixels(hull)  # [(B V F), C, H/s, W/s]
         raw = self.decoder(torch.cat([feats, pooled], dim=1))  # [(B V F), 15, H/s, W/s]
         raw = rearrange(raw, "(b v f) c h w -> b f (v h w) c", b=b, v=v)  # [B, F, N, 15]
         raw = dict(zip(RAW_CHANNELS, raw.split(list(RAW_CHANNELS.values()), dim=-1)))  # name -> [B, F, N, size]
@@ -156,7 +201,7 @@ class GaussianHead4D(ModelMixin, ConfigMixin):
         pooled_rgb = rearrange(pooled[:, :3], "(b v f) c h w -> b f (v h w) c", b=b, v=v) / 2 + 0.5  # [B, F, N, 3] in [0, 1]
         colour_prior = torch.logit(pooled_rgb, eps=0.01)  # [B, F, N, 3]
         return Gaussians.from_raw(
-            means=means_on_rays(origins, dirs, raw["depth"], raw["offset"], self.config.depth_range, self.config.max_offset),
+            means=means_on_rays(origins, dirs, raw["depth"], raw["offset"], self.config.depth_range, self.config.max_offset, base),
             rotations=raw["rotations"],
             scales=raw["scales"],
             opacities=raw["opacities"][..., 0],
