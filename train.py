@@ -86,6 +86,8 @@ class TrainConfig:
     output_refiner: bool = False  # diffusion stage: a residual convolution over the predicted image, across patch borders
     canonical_ring: bool = False  # diffusion stage: turn each sample's cameras so view 0 sits at azimuth 0 (data/cameras.py)
     hull_prior: bool = False  # recon stage: Gaussian depths start at the input silhouettes' visual hull (recon/hull.py)
+    hull_agreement: float = 0.0  # recon stage, with --hull-prior: frames whose views agree less leave the hull out
+    hull_dropout: float = 0.0  # recon stage, with --hull-prior: the share of samples trained without the hull
     views: int = 0  # ring views per sample (0: the preset's)
     extra_views: int = 0  # extra supervision views per sample (recon stage)
     loss: LossWeights = field(default_factory=LossWeights)  # recon stage: --loss.depth, --loss.outside, --loss.mse, ...
@@ -281,6 +283,9 @@ def stage_options(stage: str, default: TrainConfig, rest: list[str]) -> TrainCon
 def check_config(stage: str, cfg: TrainConfig) -> Path | None:
     """UsageError for options that name nothing usable, before accelerate or a model starts; returns the checkpoint
     --resume names (None without --resume)."""
+    for option, share in (("--hull-agreement", cfg.hull_agreement), ("--hull-dropout", cfg.hull_dropout)):
+        if not 0.0 <= share <= 1.0:
+            raise UsageError(f"{option} {share}: a share, between 0 and 1")
     for option, shards in (("--data", cfg.data), ("--val-data", cfg.val_data)):
         try:
             resolve_shards(shards) if shards else None
@@ -353,7 +358,8 @@ class ReconStage:
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
         self.views = cfg.views or 4
-        self.model = build_head(cfg.preset, hull_prior=cfg.hull_prior)
+        self.model = build_head(cfg.preset, hull_prior=cfg.hull_prior, hull_agreement=cfg.hull_agreement)
+        self.hull_dropout = cfg.hull_dropout
         self.subset = Subset(views=self.views, extra_views=cfg.extra_views, frames=cfg.frames or None)
         self.weights = cfg.loss
         lpips = load_lpips() if cfg.loss.lpips > 0 else None  # None, with a warning, where LPIPS is not installed
@@ -367,7 +373,8 @@ class ReconStage:
             model.reset_depth_output()
 
     def loss(self, model, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
-        return recon_loss(model, batch, num_input_views=self.views, weights=self.weights, lpips_fn=self.lpips)
+        return recon_loss(model, batch, num_input_views=self.views, weights=self.weights, lpips_fn=self.lpips,
+                          hull_dropout=self.hull_dropout)
 
     def preview(self, model, batch: dict, path: Path) -> None:
         """Renders of the predicted Gaussians at every view of frame 0 (top) above the ground truth (bottom)."""

@@ -10,6 +10,9 @@ The Pluecker rays tell every token where it looks from, so no separate positiona
 temporal attention carries no time embedding: each frame's own images say which moment it shows.
 With `hull_prior`, each Gaussian's depth starts where its ray enters the visual hull of the views' silhouettes
 (recon/hull.py), a depth all views agree on, and the network also sees that depth; it predicts the residual.
+Generated views may disagree about the object's shape, and the hull of disagreeing silhouettes is too small: a
+frame whose views agree too little (`hull_agreement`) is reconstructed without the hull, as the head learns to
+do when training drops the hull for some samples (`recon.losses.recon_loss`'s `hull_dropout`).
 """
 from __future__ import annotations
 
@@ -89,6 +92,8 @@ class GaussianHead4D(ModelMixin, ConfigMixin):
         max_offset: largest offset of a Gaussian off its pixel ray, per axis (world units).
         hull_prior: depths start at the visual hull of the input silhouettes (recon/hull.py) instead of the object's
             middle plane, and the hull's depth and hit flag are inputs of the tokens and of the pixel decoder.
+        hull_agreement: the hull is used for a frame only where at least this share of its views' object pixels
+            have rays that meet the hull (true views: 0.95-1.0; the shipped diffusion model's views: 0-0.85).
     """
 
     # Added by an option with a zero-initialised output: a head continued with them starts as the saved one.
@@ -108,6 +113,7 @@ class GaussianHead4D(ModelMixin, ConfigMixin):
         depth_range: float = 0.6,
         max_offset: float = 0.05,
         hull_prior: bool = False,
+        hull_agreement: float = 0.0,
     ):
         super().__init__()
         if patch_size % stride:
@@ -143,28 +149,39 @@ class GaussianHead4D(ModelMixin, ConfigMixin):
             out.weight[: RAW_CHANNELS["depth"]].zero_()
             out.bias[: RAW_CHANNELS["depth"]].zero_()
 
-    def hull(self, images: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def hull(self, images: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, off: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
         """The visual hull's depths on the Gaussian grid: (depths [B, F, N, 1], features [(B V F), 2, H/s, W/s]).
 
-        images [B, V, F, 3, H, W] over white, c2w [B, V, F, 4, 4], K [B, V, 1, 3, 3]; N = V * H/s * W/s."""
+        images [B, V, F, 3, H, W] over white, c2w [B, V, F, 4, 4], K [B, V, 1, 3, 3]; N = V * H/s * W/s. Frames whose
+        views agree less than `hull_agreement`, and samples where `off` [B] is True, get the middle plane's depths
+        and zero features: the head without its hull."""
         b, v, f, _, h, w = images.shape
         s, r = self.config.stride, self.config.depth_range
         masks = rearrange(object_mask(images), "b v f c h w -> b f v c h w")  # [B, F, V, 1, H, W]
         cams = rearrange(c2w, "b v f i j -> b f v i j")  # [B, F, V, 4, 4]
         intrinsics = rearrange(K.expand(-1, -1, f, -1, -1), "b v f i j -> b f v i j")  # [B, F, V, 3, 3]
         depth, hit = hull_depth(masks, cams, intrinsics, h // s, w // s, r)  # [B, F, V, h/s, w/s] each
+        own = F.avg_pool2d(masks.flatten(0, 2).float(), s).reshape(hit.shape) > 0.5  # [B, F, V, h/s, w/s]
+        agreement = (hit & own).sum((2, 3, 4)) / own.sum((2, 3, 4)).clamp(min=1)  # [B, F]
+        use = agreement >= self.config.hull_agreement  # [B, F]
+        if off is not None:
+            use &= ~off[:, None]
+        use = use[:, :, None, None, None]  # [B, F, 1, 1, 1]
         middle = cams[..., :3, 3].norm(dim=-1)[..., None, None]  # [B, F, V, 1, 1]
-        features = torch.stack([(depth - middle) / r, hit.float()], dim=3)  # [B, F, V, 2, h/s, w/s]
+        depth = torch.where(use, depth, middle)  # [B, F, V, h/s, w/s]
+        features = torch.stack([(depth - middle) / r, (hit & use).float()], dim=3)  # [B, F, V, 2, h/s, w/s]
         return (rearrange(depth, "b f v y x -> b f (v y x) 1"),
                 rearrange(features, "b f v c y x -> (b v f) c y x"))
 
-    def forward(self, images: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor) -> Gaussians:
+    def forward(self, images: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, hull_off: torch.Tensor | None = None) -> Gaussians:
         """Predict per-pixel Gaussians for every frame.
 
         Args:
             images: [B, V, F, 3, H, W] RGB in [0, 1] (composited over a background).
             c2w: [B, V, F, 4, 4] camera-to-world, OpenCV axes.
             K: [B, V, 3, 3] normalised intrinsics.
+            hull_off: [B] bool, samples to reconstruct without the hull (training's hull dropout); None: none.
 
         Returns:
             Gaussians with batch shape [B, F] and N = V * H/s * W/s, ordered (view, grid row, grid column).
@@ -183,7 +200,7 @@ class GaussianHead4D(ModelMixin, ConfigMixin):
         tokens = self.patch_embed(pixels)  # [(B V F), D, H/p, W/p]
         base = None
         if self.config.hull_prior:
-            base, hull = self.hull(images, c2w, K)  # [B, F, N, 1], [(B V F), 2, H/s, W/s]
+            base, hull = self.hull(images, c2w, K, hull_off)  # [B, F, N, 1], [(B V F), 2, H/s, W/s]
             tokens = tokens + self.hull_tokens(hull)  # [(B V F), D, H/p, W/p]
         tokens = rearrange(tokens, "(b v f) d y x -> b v f (y x) d", b=b, v=v, f=f)  # [B, V, F, N, D]
         for block in self.blocks:

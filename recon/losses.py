@@ -140,6 +140,7 @@ def recon_loss(
     background: float = 1.0,
     weights: LossWeights = LossWeights(),
     lpips_fn=None,
+    hull_dropout: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The head's training objective on one loader batch.
 
@@ -150,6 +151,8 @@ def recon_loss(
         batch: the data loader's dict: images [B, V, F, 4, H, W] RGBA in [0, 1], c2w [B, V, F, 4, 4], K [B, V, 3, 3],
             and depth [B, V, F, 1, H, W] where the data has it.
         background: the colour inputs are composited over and renders are composited over.
+        hull_dropout: the chance that a sample is reconstructed without the head's visual hull (a head with
+            `hull_prior`), so that the head also works on views that disagree, where it leaves the hull out.
 
     Returns:
         (total loss, metrics over all rendered views).
@@ -159,6 +162,7 @@ def recon_loss(
     if num_input_views > images.shape[1]:
         raise ValueError(f"recon_loss: {num_input_views} input views asked for, the batch has {images.shape[1]}")
     n_in = num_input_views
-    gaussians = head(composite(images[:, :n_in], background), c2w[:, :n_in], K[:, :n_in])  # [B, F, N]
+    off = torch.rand(images.shape[0], device=images.device) < hull_dropout if hull_dropout > 0 else None  # [B]
+    gaussians = head(composite(images[:, :n_in], background), c2w[:, :n_in], K[:, :n_in], off)  # [B, F, N]
     rendered = render_views(gaussians, c2w, K, height, width, background)  # [B, V, F, ...]
     return image_loss(rendered, images, background, weights, lpips_fn, batch.get("depth"))

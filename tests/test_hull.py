@@ -1,12 +1,14 @@
 """The visual hull (recon/hull.py) and the head's hull prior: depths from silhouettes, one surface for all views."""
 import json
 
+import pytest
 import torch
 
 import train
 from data import cameras as cam
 from recon.head import build_head
 from recon.hull import hull_depth
+from recon.losses import recon_loss
 
 V, F, H, W = 4, 2, 32, 32
 RADIUS, DISTANCE = 0.3, 1.6
@@ -80,3 +82,55 @@ def test_continuing_a_head_without_the_hull_prior_starts_at_the_hull(tmp_path):
     assert stage.model.decoder[-1].bias[0] == 0 and stage.model.decoder[-1].weight[0].abs().sum() == 0
     assert torch.equal(stage.model.decoder[-1].bias[1:], plain.decoder[-1].bias[1:])  # the other outputs are kept
     assert stage.model.hull_tokens.weight.abs().sum() == 0  # the added inputs start switched off
+
+
+def _sphere_views(shift_view: int | None = None):
+    """Images [1, V, F, 3, H, W] of a red sphere over white at the ring cameras (c2w [1, V, F, 4, 4], K [1, V, 3, 3]);
+    with `shift_view`, that view draws the sphere off to one side, so the views disagree about the object."""
+    c2w, K = _ring()
+    entry = _sphere_entry(c2w, K, H, W)  # [F, V, H, W]
+    if shift_view is not None:
+        entry[:, shift_view] = entry[:, shift_view].roll(W // 3, dims=-1)
+    red = torch.tensor([0.8, 0.2, 0.1])[:, None, None]
+    images = torch.where(torch.isfinite(entry)[:, :, None], red, torch.ones(3, H, W))  # [F, V, 3, H, W]
+    return images.transpose(0, 1)[None], c2w.transpose(0, 1)[None], K[0][None]
+
+
+def _depth_along_rays(head, images, c2w, K, hull_off=None):
+    with torch.no_grad():
+        g = head(images, c2w, K, hull_off)  # [1, F, N]
+    origins, dirs = cam.pixel_rays(c2w, K[:, :, None], H, W)  # [1, V, F, H, W, 3]
+    return ((g.means - origins.transpose(1, 2).reshape(1, F, -1, 3)) * dirs.transpose(1, 2).reshape(1, F, -1, 3)).sum(-1)
+
+
+def test_views_that_disagree_and_dropped_samples_are_reconstructed_without_the_hull():
+    torch.manual_seed(0)
+    head = build_head("tiny", hull_prior=True, hull_agreement=0.9).eval()
+    middle = torch.full((1, F, V * H * W), DISTANCE)
+    agreeing = _sphere_views()
+    assert not torch.allclose(_depth_along_rays(head, *agreeing), middle, atol=1e-3)  # on the hull
+    assert torch.allclose(_depth_along_rays(head, *agreeing, hull_off=torch.tensor([True])), middle, atol=1e-4)
+    disagreeing = _sphere_views(shift_view=1)
+    assert torch.allclose(_depth_along_rays(head, *disagreeing), middle, atol=1e-4)  # the hull is left out
+    head.register_to_config(hull_agreement=0.0)
+    assert not torch.allclose(_depth_along_rays(head, *disagreeing), middle, atol=1e-3)  # used whatever the views say
+
+
+def test_hull_dropout_of_one_trains_the_head_without_its_hull():
+    torch.manual_seed(0)
+    head = build_head("tiny", hull_prior=True).eval()
+    images, c2w, K = _sphere_views()
+    rgba = torch.cat([images, (images < 0.99).any(3, keepdim=True).float()], dim=3)  # [1, V, F, 4, H, W]
+    batch = {"images": rgba, "c2w": c2w, "K": K}
+    with torch.no_grad():
+        always, _ = recon_loss(head, batch, num_input_views=V)
+        dropped, _ = recon_loss(head, batch, num_input_views=V, hull_dropout=1.0)
+        head.register_to_config(hull_agreement=1.1)  # never used
+        never, _ = recon_loss(head, batch, num_input_views=V)
+    assert dropped == never != always
+
+
+def test_hull_shares_outside_zero_to_one_are_refused(tmp_path):
+    for option in ("--hull-agreement", "--hull-dropout"):
+        with pytest.raises(SystemExit, match=f"{option} 1.5: a share, between 0 and 1"):
+            train.main(["recon", "--data", "../shared/assets", "--out", str(tmp_path / "run"), option, "1.5"])
