@@ -118,6 +118,8 @@ class GaussianHead4D(ModelMixin, ConfigMixin):
         super().__init__()
         if patch_size % stride:
             raise ValueError(f"GaussianHead4D: patch_size {patch_size} is not a multiple of stride {stride}")
+        if not 0.0 <= hull_agreement <= 1.0:
+            raise ValueError(f"GaussianHead4D: hull_agreement {hull_agreement} is a share, between 0 and 1")
         in_channels = 3 + 6  # RGB + Pluecker rays
         self.patch_embed = nn.Conv2d(in_channels, width, patch_size, stride=patch_size)
         self.blocks = nn.ModuleList([Block4D(width, heads, mlp_ratio, temporal_attention) for _ in range(depth)])

@@ -131,6 +131,8 @@ def test_hull_dropout_of_one_trains_the_head_without_its_hull():
 
 
 def test_hull_shares_outside_zero_to_one_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="hull_agreement -0.1 is a share"):
+        build_head("tiny", hull_prior=True, hull_agreement=-0.1)
     for option in ("--hull-agreement", "--hull-dropout"):
         with pytest.raises(SystemExit, match=f"{option} 1.5: a share, between 0 and 1"):
             train.main(["recon", "--data", "../shared/assets", "--out", str(tmp_path / "run"), option, "1.5"])
