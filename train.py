@@ -369,12 +369,15 @@ class ReconStage:
         """--init-from: the weights of an exported head. A head given the hull prior that was trained without it starts
         its Gaussians at the hull's depths (its depth outputs were offsets from the middle plane, not from the hull)."""
         load_weights(model, folder)
-        if model.config.hull_prior and not json.loads((Path(folder) / "config.json").read_text()).get("hull_prior"):
+        config = Path(folder) / "config.json"
+        saved = json.loads(config.read_text()) if config.is_file() else {}
+        if model.config.hull_prior and not saved.get("hull_prior"):
             model.reset_depth_output()
 
     def loss(self, model, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        # The hull is dropped only while training: validation scores the head as it is used.
         return recon_loss(model, batch, num_input_views=self.views, weights=self.weights, lpips_fn=self.lpips,
-                          hull_dropout=self.hull_dropout)
+                          hull_dropout=self.hull_dropout if model.training else 0.0)
 
     def preview(self, model, batch: dict, path: Path) -> None:
         """Renders of the predicted Gaussians at every view of frame 0 (top) above the ground truth (bottom)."""

@@ -52,23 +52,6 @@ def test_hull_follows_an_off_centre_object_that_the_middle_plane_would_miss():
     assert errors.median() < 0.03 < (middle - entry).abs()[torch.isfinite(entry)].median()
 
 
-def test_a_fresh_hull_head_places_its_gaussians_on_the_hull_and_sees_the_hull():
-    torch.manual_seed(0)
-    head = build_head("tiny", hull_prior=True).eval()
-    c2w, K = _ring()
-    entry = _sphere_entry(c2w, K, H, W)  # [F, V, H, W]
-    images = torch.where(torch.isfinite(entry)[:, :, None], torch.tensor([0.8, 0.2, 0.1])[:, None, None], torch.ones(3, H, W))
-    images, c2w, K = images.transpose(0, 1)[None], c2w.transpose(0, 1)[None], K[0][None]  # [1, V, F, ...], K [1, V, 3, 3]
-    with torch.no_grad():
-        g = head(images, c2w, K)  # [1, F, V*H*W]
-    origins, dirs = cam.pixel_rays(c2w, K[:, :, None], H, W)  # [1, V, F, H, W, 3]
-    along = ((g.means - origins.transpose(1, 2).reshape(1, F, -1, 3)) * dirs.transpose(1, 2).reshape(1, F, -1, 3)).sum(-1)
-    depth, features = head.hull(images, c2w, K[:, :, None])  # [1, F, N, 1], [(V F), 2, H, W]
-    assert torch.allclose(along, depth[..., 0], atol=1e-4)  # the depth output starts at zero: each Gaussian on the hull
-    hit = features[:, 1]  # [(V F), H, W]
-    assert 0 < hit.sum() < hit.numel()  # the hit flag marks the object, not the background
-
-
 def test_continuing_a_head_without_the_hull_prior_starts_at_the_hull(tmp_path):
     torch.manual_seed(0)
     plain = build_head("tiny")
@@ -101,6 +84,17 @@ def _depth_along_rays(head, images, c2w, K, hull_off=None):
         g = head(images, c2w, K, hull_off)  # [1, F, N]
     origins, dirs = cam.pixel_rays(c2w, K[:, :, None], H, W)  # [1, V, F, H, W, 3]
     return ((g.means - origins.transpose(1, 2).reshape(1, F, -1, 3)) * dirs.transpose(1, 2).reshape(1, F, -1, 3)).sum(-1)
+
+
+def test_a_fresh_hull_head_places_its_gaussians_on_the_hull_and_sees_the_hull():
+    torch.manual_seed(0)
+    head = build_head("tiny", hull_prior=True).eval()
+    images, c2w, K = _sphere_views()
+    depth, features = head.hull(images, c2w, K[:, :, None])  # [1, F, N, 1], [(V F), 2, H, W]
+    # the depth output starts at zero: each Gaussian on the hull
+    assert torch.allclose(_depth_along_rays(head, images, c2w, K), depth[..., 0], atol=1e-4)
+    hit = features[:, 1]  # [(V F), H, W]
+    assert 0 < hit.sum() < hit.numel()  # the hit flag marks the object, not the background
 
 
 def test_views_that_disagree_and_dropped_samples_are_reconstructed_without_the_hull():
@@ -136,3 +130,15 @@ def test_hull_shares_outside_zero_to_one_are_refused(tmp_path):
     for option in ("--hull-agreement", "--hull-dropout"):
         with pytest.raises(SystemExit, match=f"{option} 1.5: a share, between 0 and 1"):
             train.main(["recon", "--data", "../shared/assets", "--out", str(tmp_path / "run"), option, "1.5"])
+
+
+def test_validation_scores_the_head_with_its_hull_whatever_the_training_dropout():
+    images, c2w, K = _sphere_views()
+    batch = {"images": torch.cat([images, (images < 0.99).any(3, keepdim=True).float()], dim=3), "c2w": c2w, "K": K}
+    stages = [train.ReconStage(train.TrainConfig(preset="tiny", hull_prior=True, hull_dropout=p), torch.device("cpu"))
+              for p in (0.0, 1.0)]
+    stages[1].model.load_state_dict(stages[0].model.state_dict())
+    with torch.no_grad():
+        kept, dropped = (stage.loss(stage.model.eval(), batch)[0] for stage in stages)
+        trained = stages[1].loss(stages[1].model.train(), batch)[0]
+    assert kept == dropped != trained
