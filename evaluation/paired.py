@@ -20,7 +20,8 @@ from evaluation.heldout import asset_of
 
 # (task, metric, +1 if higher is better else -1): what issues 14, 15 and 16 judge a model by
 MEASURES = (
-    ("recon", "psnr", 1), ("video_to_4d", "psnr", 1), ("video_to_4d", "ssim", 1), ("video_to_4d", "silhouette_iou", 1),
+    ("recon", "psnr", 1), ("recon", "ssim", 1), ("recon", "depth_error", -1), ("recon", "ghosting", -1),
+    ("video_to_4d", "psnr", 1), ("video_to_4d", "ssim", 1), ("video_to_4d", "silhouette_iou", 1),
     ("video_to_4d", "motion_ratio", 1), ("video_to_4d", "seam_ratio", -1), ("video_to_4d", "depth_error", -1),
     ("video_to_4d", "ghosting", -1), ("text_to_4d", "consistency_psnr_masked", 1), ("text_to_4d", "silhouette_iou", 1),
     ("text_to_4d", "motion_ratio", 1), ("text_to_4d", "seam_ratio", -1),

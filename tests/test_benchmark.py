@@ -43,6 +43,17 @@ def test_eval_scores_every_task_on_held_out_clips(tiny_model, demo_shards, tmp_p
     assert "| recon |" in printed and "SSIM over empty" in printed and "| QuaterniusWolf |" in printed
 
 
+@pytest.mark.blender
+def test_eval_head_only_scores_the_head_alone_with_the_same_numbers(tiny_model, demo_shards, tmp_path, capsys):
+    common = ["eval", "--model", str(tiny_model), "--data", str(demo_shards / "val"), "--steps", "1"]
+    benchmark.main([*common, "--out", str(tmp_path / "all")])
+    benchmark.main([*common, "--head-only", "--out", str(tmp_path / "head")])
+    full, head = (json.loads((tmp_path / name / "eval.json").read_text()) for name in ("all", "head"))
+    assert set(head["mean"]) == {"empty_render", "truth", "recon"}  # no diffusion task was run
+    assert head["mean"]["recon"] == pytest.approx(full["mean"]["recon"])  # the head's scores do not depend on the flag
+    assert "| recon |" in capsys.readouterr().out
+
+
 def test_eval_without_data_is_a_clear_error(tiny_model, tmp_path):
     with pytest.raises(SystemExit, match="no shards found"):
         benchmark.main(["eval", "--model", str(tiny_model), "--data", str(tmp_path), "--out", str(tmp_path / "o")])
