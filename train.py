@@ -28,6 +28,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -52,7 +53,7 @@ from model.pipeline import MultiViewVideoPipeline
 from model.presets import build_dit, build_scheduler, get_preset
 from model.sampling import PipelineDefaults
 from model.text import TextEncoder
-from recon.head import build_head
+from recon.head import HEAD_PRESETS, build_head, finer_stride_weights
 from recon.losses import LossWeights, load_lpips, recon_loss
 from recon.render import render
 
@@ -88,6 +89,7 @@ class TrainConfig:
     hull_prior: bool = False  # recon stage: Gaussian depths start at the input silhouettes' visual hull (recon/hull.py)
     hull_agreement: float = 0.0  # recon stage, with --hull-prior: frames whose views agree less leave the hull out
     hull_dropout: float = 0.0  # recon stage, with --hull-prior: the share of samples trained without the hull
+    stride: int = 0  # recon stage: one Gaussian per stride x stride pixels (0: the preset's); may be finer than --init-from's
     views: int = 0  # ring views per sample (0: the preset's)
     extra_views: int = 0  # extra supervision views per sample (recon stage)
     loss: LossWeights = field(default_factory=LossWeights)  # recon stage: --loss.depth, --loss.outside, --loss.mse, ...
@@ -183,30 +185,33 @@ def load_ema(ema: EMAModel, model: torch.nn.Module, checkpoint: Path, ema_step: 
 
 
 MODEL_FIELDS = ("preset", "views", "extra_views", "frames", "prediction", "camera_conditioning", "motion_conditioning",
-                "output_refiner", "hull_prior")  # what a checkpoint's weights depend on
+                "output_refiner", "hull_prior", "stride")  # what a checkpoint's weights depend on
 
 
 def check_compatible(saved: dict, stage: str, cfg: TrainConfig) -> None:
     """UsageError when a checkpoint was made by another stage or model configuration."""
     current = {"stage": stage, **{k: getattr(cfg, k) for k in MODEL_FIELDS}}
-    before = {"stage": saved["stage"], **{k: saved["config"].get(k) for k in MODEL_FIELDS}}
+    defaults = TrainConfig()  # a field added after the checkpoint was saved had its default then
+    before = {"stage": saved["stage"], **{k: saved["config"].get(k, getattr(defaults, k)) for k in MODEL_FIELDS}}
     if current != before:
         diff = {k: (before[k], current[k]) for k in current if current[k] != before[k]}
         raise UsageError(f"the checkpoint does not match this configuration (saved, now): {diff}")
 
 
-def load_weights(model: torch.nn.Module, folder: str) -> None:
+def load_weights(model: torch.nn.Module, folder: str, adapt=None) -> None:
     """Copy the safetensors weights of an exported model folder (or of a pipeline folder's transformer/) into `model`.
 
     Every tensor must match by name and shape; options that change no weight (such as `prediction`) may differ,
     which is how a velocity-trained model is continued as an x0-predicting one. Modules that an option adds with a
     zero-initialised output (the model's `ZERO_INIT_MODULES`) may be missing: the model then starts as the saved one.
+    `adapt`, a function of the weights {name: tensor}, reshapes them first (a head continued at a finer stride).
     """
     path = Path(folder) / "transformer" if (Path(folder) / "transformer").is_dir() else Path(folder)
     files = sorted(path.glob("*.safetensors"))
     if not files:
         raise UsageError(f"--init-from {folder}: no .safetensors weights in {path}")
     weights = {name: tensor for file in files for name, tensor in load_file(file).items()}
+    weights = adapt(weights) if adapt else weights
     added = tuple(f"{name}." for name in getattr(model, "ZERO_INIT_MODULES", ()))
     try:
         missing, unexpected = model.load_state_dict(weights, strict=False)
@@ -286,6 +291,10 @@ def check_config(stage: str, cfg: TrainConfig) -> Path | None:
     for option, share in (("--hull-agreement", cfg.hull_agreement), ("--hull-dropout", cfg.hull_dropout)):
         if not 0.0 <= share <= 1.0:
             raise UsageError(f"{option} {share}: a share, between 0 and 1")
+    patch = HEAD_PRESETS.get(cfg.preset, {}).get("patch_size", 0)
+    if cfg.stride < 0 or (cfg.stride and patch % cfg.stride):
+        raise UsageError(f"--stride {cfg.stride}: one Gaussian per stride x stride pixels; a divisor of the head's "
+                         f"patch size {patch} (0: the preset's)")
     for option, shards in (("--data", cfg.data), ("--val-data", cfg.val_data)):
         try:
             resolve_shards(shards) if shards else None
@@ -358,7 +367,8 @@ class ReconStage:
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
         self.views = cfg.views or 4
-        self.model = build_head(cfg.preset, hull_prior=cfg.hull_prior, hull_agreement=cfg.hull_agreement)
+        stride = {"stride": cfg.stride} if cfg.stride else {}
+        self.model = build_head(cfg.preset, hull_prior=cfg.hull_prior, hull_agreement=cfg.hull_agreement, **stride)
         self.hull_dropout = cfg.hull_dropout
         self.subset = Subset(views=self.views, extra_views=cfg.extra_views, frames=cfg.frames or None)
         self.weights = cfg.loss
@@ -367,10 +377,18 @@ class ReconStage:
 
     def load(self, model, folder: str) -> None:
         """--init-from: the weights of an exported head. A head given the hull prior that was trained without it starts
-        its Gaussians at the hull's depths (its depth outputs were offsets from the middle plane, not from the hull)."""
-        load_weights(model, folder)
+        its Gaussians at the hull's depths (its depth outputs were offsets from the middle plane, not from the hull);
+        a head at a finer stride starts with copies of the saved head's Gaussians (`recon.head.finer_stride_weights`)."""
         config = Path(folder) / "config.json"
         saved = json.loads(config.read_text()) if config.is_file() else {}
+        saved_stride, stride = saved.get("stride", model.config.stride), model.config.stride
+        if saved_stride % stride:
+            raise UsageError(f"--init-from {folder}: its head has one Gaussian per {saved_stride} pixels; it can be "
+                             f"continued at a stride that divides {saved_stride}, not at --stride {stride}")
+        factor = saved_stride // stride
+        adapt = None if factor == 1 else partial(finer_stride_weights, factor=factor,
+                                                 decoder_channels=model.config.decoder_channels)
+        load_weights(model, folder, adapt)
         if model.config.hull_prior and not saved.get("hull_prior"):
             model.reset_depth_output()
 

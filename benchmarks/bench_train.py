@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_train --data shards/demo/train [--stages diffusion recon] [--presets tiny cpu-small]
     python -m benchmarks.bench_train --data SHARDS --stages diffusion --presets base --batch-size 4 --grad-checkpointing
-    python -m benchmarks.bench_train --data shards/v2/train --stages recon --presets cpu-small --hull-prior
+    python -m benchmarks.bench_train --data shards/v2/train --stages recon --presets cpu-small --hull-prior [--stride 1]
 
 Runs 2 x --steps optimiser steps per stage and preset into a temporary folder, and reports the second half
 (the first half absorbs start-up): samples/s, image tokens/s (V x F x H/p x W/p per sample, H and W the data's)
@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in the backward pass")
     p.add_argument("--hull-prior", action="store_true", help="recon stage: the head with the visual-hull prior (recon/hull.py)")
+    p.add_argument("--stride", type=int, default=0, help="recon stage: one Gaussian per stride x stride pixels (0: the preset's)")
     p.add_argument("--num-workers", type=int, default=1, help="data loader workers")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16 peak (H100 and H200 SXM: 989)")
     return p.parse_args(argv)
@@ -59,9 +60,10 @@ def tokens_per_sample(stage: str, preset: str, shape: tuple[int, int, int, int])
     return V * F * (H // p) * (W // p)
 
 
-def flops_per_sample(stage: str, preset: str, shape: tuple[int, int, int, int], device: torch.device, hull_prior: bool = False) -> int:
-    """Forward FLOPs of one sample of `shape` through the stage's network (the head with or without its hull prior),
-    counted on `device`."""
+def flops_per_sample(stage: str, preset: str, shape: tuple[int, int, int, int], device: torch.device, hull_prior: bool = False,
+                     stride: int = 0) -> int:
+    """Forward FLOPs of one sample of `shape` through the stage's network (the head with or without its hull prior, at
+    its preset's stride or `stride`), counted on `device`."""
     from benchmarks.bench_model import count, forward_flops
     from data.cameras import intrinsics_from_fov, orbit_c2w, ring_azimuths
     from model.presets import Grid
@@ -71,7 +73,7 @@ def flops_per_sample(stage: str, preset: str, shape: tuple[int, int, int, int], 
     if stage == "diffusion":
         return count(preset, device, Grid(V, F, H, W))[1]
     with device:
-        head = build_head(preset, hull_prior=hull_prior)
+        head = build_head(preset, hull_prior=hull_prior, **({"stride": stride} if stride else {}))
     c2w = orbit_c2w(torch.full((V,), 15.0), ring_azimuths(V), 2.0, F)[None].to(device)  # [1, V, F, 4, 4]
     K = intrinsics_from_fov(40.0).expand(1, V, 3, 3).to(device)
     images = torch.rand(1, V, F, 3, H, W, device=device)
@@ -90,7 +92,7 @@ def measure(stage: str, cfg: train.TrainConfig, steps: int, peak_tflops: float) 
               "peak GB": "-", "GFLOP": "-", "MFU": "-"}
     if cuda:
         result["peak GB"] = f"{torch.cuda.max_memory_allocated() / 1e9:.1f}"
-        flops = flops_per_sample(stage, cfg.preset, shape, torch.device("cuda"), cfg.hull_prior)
+        flops = flops_per_sample(stage, cfg.preset, shape, torch.device("cuda"), cfg.hull_prior, cfg.stride)
         result["GFLOP"] = f"{flops / 1e9:.0f}"  # forward, per sample: the base DiT's is 85,900 at its own grid
         result["MFU"] = f"{3 * flops * rate / (peak_tflops * 1e12):.1%}"
     return result
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     for stage in args.stages:
         for preset in args.presets:
             cfg = train.TrainConfig(preset=preset, data=args.data, batch_size=args.batch_size, grad_checkpointing=args.grad_checkpointing,
-                                    hull_prior=args.hull_prior and stage == "recon", save_every=10**9, val_every=10**9,
+                                    hull_prior=args.hull_prior and stage == "recon", stride=args.stride if stage == "recon" else 0,
+                                    save_every=10**9, val_every=10**9,
                                     sample_every=10**9, num_workers=args.num_workers)
             r = measure(stage, cfg, args.steps, args.peak_tflops)
             print(f"{stage:<10} {preset:<10} {r['samples/s']:>10} {r['tokens/s']:>10} {r['peak GB']:>8} {r['GFLOP']:>8} "

@@ -62,6 +62,33 @@ def build_head(preset: str, **overrides) -> GaussianHead4D:
     return GaussianHead4D(**{**HEAD_PRESETS[preset], **overrides})
 
 
+def finer_stride_weights(weights: dict[str, torch.Tensor], factor: int, decoder_channels: int) -> dict[str, torch.Tensor]:
+    """A head's weights adapted to a stride `factor` times finer (one Gaussian per s/factor instead of s pixels).
+
+    Each of the factor x factor finer Gaussians that share a coarse Gaussian's pixels starts as a copy of it: the
+    unpatch rows of its sub-pixel are repeated, and the hull tokens' kernel is repeated and divided by factor**2 so
+    that it sums the same over a token. Every other weight keeps its shape, but the scales' output bias falls by
+    log(factor), so each copy starts about 1/factor the size: the copies tile the coarse Gaussian's footprint instead
+    of stacking on it (the scale's sigmoid is nearly exponential at the sizes heads use, far below MAX_SCALE). So a
+    finer head starts from what the coarse one learnt, and training adds the detail a coarse grid cannot hold.
+    """
+    out = dict(weights)
+    first = list(RAW_CHANNELS).index("scales")
+    scales = slice(sum(list(RAW_CHANNELS.values())[:first]), sum(list(RAW_CHANNELS.values())[: first + 1]))
+    bias = weights["decoder.2.bias"].clone()  # [15]: the raw channels' biases
+    bias[scales] -= math.log(factor)
+    out["decoder.2.bias"] = bias
+    for name in ("unpatch.weight", "unpatch.bias"):
+        t = weights[name]  # [(q q C), D] or [(q q C)]
+        q = math.isqrt(t.shape[0] // decoder_channels)
+        t = t.reshape(q, q, decoder_channels, *t.shape[1:])  # [q, q, C, ...]
+        out[name] = t.repeat_interleave(factor, 0).repeat_interleave(factor, 1).flatten(0, 2)  # [(qf qf C), ...]
+    if "hull_tokens.weight" in weights:
+        kernel = weights["hull_tokens.weight"]  # [D, 2, q, q]
+        out["hull_tokens.weight"] = kernel.repeat_interleave(factor, 2).repeat_interleave(factor, 3) / factor**2
+    return out
+
+
 class Block4D(nn.Module):
     """Spatial, cross-view and (optional) cross-frame attention, then an MLP; pre-norm residuals on [B, V, F, N, D]."""
 

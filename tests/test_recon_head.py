@@ -1,9 +1,11 @@
+import math
+
 import pytest
 import torch
 
 from data import cameras as cam
 from recon.gaussians import Gaussians
-from recon.head import HEAD_PRESETS, GaussianHead4D, build_head
+from recon.head import HEAD_PRESETS, GaussianHead4D, build_head, finer_stride_weights
 
 B, V, F, H, W = 2, 3, 2, 16, 16
 
@@ -102,3 +104,43 @@ def test_bad_image_sizes_and_camera_shapes_raise():
         head(images[..., :12, :12], c2w, K)
     with pytest.raises(ValueError, match="do not match"):
         head(images, c2w[:, :2], K)
+
+
+
+def _up(t):
+    """Each pixel of [..., h, w] repeated over 2 x 2: [..., 2h, 2w]."""
+    return t.repeat_interleave(2, -2).repeat_interleave(2, -1)
+
+
+def _finer(coarse):
+    """A stride-1 tiny head started from a stride-2 one."""
+    fine = build_head("tiny", stride=1, hull_prior=coarse.config.hull_prior).eval()
+    fine.load_state_dict(finer_stride_weights(coarse.state_dict(), 2, coarse.config.decoder_channels))
+    return fine
+
+
+def _unpatched(head, inputs):
+    """The per-pixel features the head's decoder is given: [(B V F), C, H/s, W/s]."""
+    seen = []
+    hook = head.decoder.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    with torch.no_grad():
+        head(*inputs)
+    hook.remove()
+    return seen[0][:, : head.config.decoder_channels]
+
+
+def test_a_head_continued_at_a_finer_stride_starts_from_copies_of_the_coarse_gaussians():
+    coarse = _tiny(stride=2)
+    fine = _finer(coarse)
+    inputs = _inputs()
+    assert torch.allclose(_unpatched(fine, inputs), _up(_unpatched(coarse, inputs)), atol=1e-5)  # each pixel: its parent's
+    scales = slice(8, 11)  # depth 1, offset 3, rotations 4, then the scales
+    gap = coarse.decoder[-1].bias[scales] - fine.decoder[-1].bias[scales]
+    assert torch.allclose(gap, torch.full((3,), math.log(2)))  # each copy starts smaller, tiling the parent's footprint
+
+
+def test_a_finer_heads_hull_tokens_sum_the_same_over_a_token():
+    coarse = _tiny(stride=2, hull_prior=True)
+    torch.nn.init.normal_(coarse.hull_tokens.weight)  # as if trained: no longer zero
+    hull = torch.rand(1, 2, H // 2, W // 2)  # hull depth and hit features on the coarse grid
+    assert torch.allclose(_finer(coarse).hull_tokens(_up(hull)), coarse.hull_tokens(hull), atol=1e-5)

@@ -212,3 +212,31 @@ def test_preset_sets_the_defaults_in_either_spelling():
         train.parse_args(["diffusion", "--preset=huge"])
     with pytest.raises(SystemExit, match="--keep-last must be at least 1"):
         train.parse_args(["diffusion", "--keep-last", "0"])
+
+
+def test_a_head_is_continued_at_a_finer_stride_and_never_at_a_coarser_one(tmp_path):
+    from recon.head import build_head
+
+    torch.manual_seed(0)
+    build_head("tiny", stride=2).save_pretrained(tmp_path / "coarse")
+    stage = train.ReconStage(train.TrainConfig(preset="tiny", stride=1), torch.device("cpu"))
+    stage.load(stage.model, str(tmp_path / "coarse"))
+    C = stage.model.config.decoder_channels
+    assert stage.model.config.stride == 1 and stage.model.unpatch.out_features == 8 * 8 * C  # 8 x 8 pixels a token...
+    coarse_rows = load_file(tmp_path / "coarse" / "diffusion_pytorch_model.safetensors")["unpatch.weight"]  # 4 x 4
+    assert torch.equal(stage.model.unpatch.weight[:C], coarse_rows[:C])  # ...and the first pixel's rows are its parent's
+    build_head("tiny", stride=1).save_pretrained(tmp_path / "fine")
+    stage = train.ReconStage(train.TrainConfig(preset="tiny", stride=2), torch.device("cpu"))
+    with pytest.raises(SystemExit, match="one Gaussian per 1 pixels; it can be continued at a stride that divides 1"):
+        stage.load(stage.model, str(tmp_path / "fine"))
+    with pytest.raises(SystemExit, match="--stride 3: .* a divisor of the head's patch size 8"):
+        train.main(["recon", "--preset", "tiny", "--stride", "3", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_saved_before_an_option_existed_resumes_with_its_default():
+    cfg = train.TrainConfig(preset="tiny")
+    saved = {k: getattr(cfg, k) for k in train.MODEL_FIELDS if k not in ("stride", "hull_prior")}  # an older run's fields
+    train.check_compatible({"stage": "recon", "config": saved}, "recon", cfg)  # no error
+    with pytest.raises(SystemExit, match="does not match"):
+        train.check_compatible({"stage": "recon", "config": {**saved, "stride": 2}}, "recon", cfg)
