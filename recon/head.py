@@ -73,10 +73,9 @@ def finer_stride_weights(weights: dict[str, torch.Tensor], factor: int, decoder_
     finer head starts from what the coarse one learnt, and training adds the detail a coarse grid cannot hold.
     """
     out = dict(weights)
-    first = list(RAW_CHANNELS).index("scales")
-    scales = slice(sum(list(RAW_CHANNELS.values())[:first]), sum(list(RAW_CHANNELS.values())[: first + 1]))
+    start = sum(list(RAW_CHANNELS.values())[: list(RAW_CHANNELS).index("scales")])  # the scales' first raw channel
     bias = weights["decoder.2.bias"].clone()  # [15]: the raw channels' biases
-    bias[scales] -= math.log(factor)
+    bias[start : start + RAW_CHANNELS["scales"]] -= math.log(factor)
     out["decoder.2.bias"] = bias
     for name in ("unpatch.weight", "unpatch.bias"):
         t = weights[name]  # [(q q C), D] or [(q q C)]
