@@ -190,42 +190,53 @@ def generated_measures(images: torch.Tensor, truth_ring: torch.Tensor, patch: in
 
 def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int, head_only: bool = False
                   ) -> tuple[dict, torch.Tensor]:
-    """The evaluations of one held-out clip; returns (metrics, comparison rows [3, V_extra, 3, H, W] at frame 0, or
-    [2, ...] with `head_only`, which stops after the head).
+    """The evaluations of one held-out clip; returns (metrics, comparison rows [R, V_extra, 3, H, W] at frame 0:
+    truth, recon and, unless `head_only`, video-to-4D).
 
-    PSNR/SSIM at the held-out views for the head from the true ring views, video-to-4D and an empty (white) render;
-    for the generated ring views (video-to-4D's views 1.. and text-to-4D's, the latter at the clip's own ring
-    cameras) silhouette IoU, motion ratio, patch-seam ratio and coverage (`generated_measures`); text-to-4D
-    consistency (the Gaussians re-rendered at the generated views against them), also masked to the object.
+    PSNR/SSIM at the held-out views for the head from the true ring views and an empty (white) render, then (unless
+    `head_only`) the diffusion tasks (`evaluate_generation`).
     """
     rgb = composite(sample["images"], 1.0)  # [1, V, F, 3, H, W] over white
-    c2w, K, size = sample["c2w"], sample["K"], rgb.shape[-2:]
+    c2w, K = sample["c2w"], sample["K"]
     held_out, patch = slice(ring, None), pipeline.transformer.config.patch_size
-    truth_ring = sample["images"][0, :ring]  # [V, F, 4, H, W]
     metrics, clock = {"empty_render": scores(torch.ones_like(rgb[:, held_out]), rgb[:, held_out])}, time.perf_counter()
     metrics["truth"] = {"seam_ratio": patch_seam_ratio(rgb[0, :ring], patch), "motion": flicker(rgb[0, :ring]).item()}
 
     with torch.no_grad():
         recon = head(rgb[:, :ring], c2w[:, :ring], K[:, :ring])  # [1, F, N]
     metrics["recon"], recon_views = held_out_scores(recon, c2w[:, held_out], K[:, held_out], sample, held_out)
-    if head_only:
-        metrics["seconds"] = round(time.perf_counter() - clock, 2)
-        return metrics, torch.stack([rgb[0, held_out, 0], recon_views[0, :, 0]])  # [2, E, 3, H, W]
+    rows = [rgb[0, held_out, 0], recon_views[0, :, 0]]  # [E, 3, H, W] each
+    if not head_only:
+        generated, video_views = evaluate_generation(pipeline, head, sample, ring, steps, seed)
+        metrics |= generated
+        rows.append(video_views[0, :, 0])
+    metrics["seconds"] = round(time.perf_counter() - clock, 2)
+    return metrics, torch.stack(rows)
 
+
+def evaluate_generation(pipeline, head, sample: dict, ring: int, steps: int, seed: int) -> tuple[dict, torch.Tensor]:
+    """Video-to-4D and text-to-4D on one held-out clip: (their metrics, video-to-4D's renders [1, E, F, 3, H, W] at
+    the held-out views).
+
+    Video-to-4D: PSNR/SSIM and geometry at the held-out views. For the generated ring views (video-to-4D's views 1..
+    and text-to-4D's, the latter at the clip's own ring cameras): silhouette IoU, motion ratio, patch-seam ratio and
+    coverage (`generated_measures`). Text-to-4D: consistency (the Gaussians re-rendered at the generated views against
+    them), also masked to the object.
+    """
+    held_out, patch = slice(ring, None), pipeline.transformer.config.patch_size
+    truth_ring = sample["images"][0, :ring]  # [V, F, 4, H, W]
     video, video4d = feed_forward(pipeline, head, sample, "video", ring, seed, steps)
     video_cameras = held_out_cameras(sample, ring)  # camera-z depth is unchanged by the turn about +Y
     video_scores, video_views = held_out_scores(video4d, *video_cameras, sample, held_out)
-    metrics["video_to_4d"] = video_scores | generated_measures(video.images[1:], truth_ring[1:], patch)
+    metrics = {"video_to_4d": video_scores | generated_measures(video.images[1:], truth_ring[1:], patch)}
 
     azimuth = sample["meta"][0].azimuths[0]  # at the truth's ring cameras, so silhouettes can be compared
     text, text4d = feed_forward(pipeline, head, sample, "text", ring, seed, steps, azimuth)
-    rerendered = render_at(text4d, text.c2w[None], text.K[None], size)  # [1, V, F, 3, H, W]
+    rerendered = render_at(text4d, text.c2w[None], text.K[None], sample["images"].shape[-2:])  # [1, V, F, 3, H, W]
     metrics["text_to_4d"] = {**{f"consistency_{k}": v for k, v in scores(rerendered, text.images[None]).items()},
                              "consistency_psnr_masked": masked_consistency(rerendered, text.images[None]),
                              **generated_measures(text.images, truth_ring, patch)}
-    metrics["seconds"] = round(time.perf_counter() - clock, 2)
-    rows = torch.stack([rgb[0, held_out, 0], recon_views[0, :, 0], video_views[0, :, 0]])  # [3, E, 3, H, W]
-    return metrics, rows
+    return metrics, video_views
 
 
 def mean_of(results: list[dict]) -> dict:

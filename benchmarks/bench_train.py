@@ -60,20 +60,18 @@ def tokens_per_sample(stage: str, preset: str, shape: tuple[int, int, int, int])
     return V * F * (H // p) * (W // p)
 
 
-def flops_per_sample(stage: str, preset: str, shape: tuple[int, int, int, int], device: torch.device, hull_prior: bool = False,
-                     stride: int = 0) -> int:
-    """Forward FLOPs of one sample of `shape` through the stage's network (the head with or without its hull prior, at
-    its preset's stride or `stride`), counted on `device`."""
+def flops_per_sample(stage: str, cfg: train.TrainConfig, shape: tuple[int, int, int, int], device: torch.device) -> int:
+    """Forward FLOPs of one sample of `shape` through the stage's network as `cfg` builds it (the head with its hull
+    prior and stride options), counted on `device`."""
     from benchmarks.bench_model import count, forward_flops
     from data.cameras import intrinsics_from_fov, orbit_c2w, ring_azimuths
     from model.presets import Grid
-    from recon.head import build_head
 
     V, F, H, W = shape
     if stage == "diffusion":
-        return count(preset, device, Grid(V, F, H, W))[1]
+        return count(cfg.preset, device, Grid(V, F, H, W))[1]
     with device:
-        head = build_head(preset, hull_prior=hull_prior, **({"stride": stride} if stride else {}))
+        head = train.ReconStage(cfg, device).model
     c2w = orbit_c2w(torch.full((V,), 15.0), ring_azimuths(V), 2.0, F)[None].to(device)  # [1, V, F, 4, 4]
     K = intrinsics_from_fov(40.0).expand(1, V, 3, 3).to(device)
     images = torch.rand(1, V, F, 3, H, W, device=device)
@@ -92,7 +90,7 @@ def measure(stage: str, cfg: train.TrainConfig, steps: int, peak_tflops: float) 
               "peak GB": "-", "GFLOP": "-", "MFU": "-"}
     if cuda:
         result["peak GB"] = f"{torch.cuda.max_memory_allocated() / 1e9:.1f}"
-        flops = flops_per_sample(stage, cfg.preset, shape, torch.device("cuda"), cfg.hull_prior, cfg.stride)
+        flops = flops_per_sample(stage, cfg, shape, torch.device("cuda"))
         result["GFLOP"] = f"{flops / 1e9:.0f}"  # forward, per sample: the base DiT's is 85,900 at its own grid
         result["MFU"] = f"{3 * flops * rate / (peak_tflops * 1e12):.1%}"
     return result
