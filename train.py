@@ -53,7 +53,7 @@ from model.pipeline import MultiViewVideoPipeline
 from model.presets import build_dit, build_scheduler, get_preset
 from model.sampling import PipelineDefaults
 from model.text import TextEncoder
-from recon.head import HEAD_PRESETS, build_head, finer_stride_weights
+from recon.head import HEAD_PRESETS, GaussianHead4D, build_head, finer_stride_weights
 from recon.losses import LossWeights, load_lpips, recon_loss
 from recon.render import render
 
@@ -360,6 +360,12 @@ class DiffusionStage:
         self.pipeline(model).save_pretrained(path)
 
 
+def recon_head(cfg: TrainConfig) -> GaussianHead4D:
+    """The untrained head `cfg` asks for: its preset with the hull prior and stride options (stride 0: the preset's)."""
+    stride = {"stride": cfg.stride} if cfg.stride else {}
+    return build_head(cfg.preset, hull_prior=cfg.hull_prior, hull_agreement=cfg.hull_agreement, **stride)
+
+
 class ReconStage:
     """The 4D Gaussian head: photometric loss at input and supervision views, render comparisons, export."""
 
@@ -367,8 +373,7 @@ class ReconStage:
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
         self.views = cfg.views or 4
-        stride = {"stride": cfg.stride} if cfg.stride else {}
-        self.model = build_head(cfg.preset, hull_prior=cfg.hull_prior, hull_agreement=cfg.hull_agreement, **stride)
+        self.model = recon_head(cfg)
         self.hull_dropout = cfg.hull_dropout
         self.subset = Subset(views=self.views, extra_views=cfg.extra_views, frames=cfg.frames or None)
         self.weights = cfg.loss

@@ -71,7 +71,7 @@ def flops_per_sample(stage: str, cfg: train.TrainConfig, shape: tuple[int, int, 
     if stage == "diffusion":
         return count(cfg.preset, device, Grid(V, F, H, W))[1]
     with device:
-        head = train.ReconStage(cfg, device).model
+        head = train.recon_head(cfg)  # the network only: no loss modules (LPIPS) built to count FLOPs
     c2w = orbit_c2w(torch.full((V,), 15.0), ring_azimuths(V), 2.0, F)[None].to(device)  # [1, V, F, 4, 4]
     K = intrinsics_from_fov(40.0).expand(1, V, 3, 3).to(device)
     images = torch.rand(1, V, F, 3, H, W, device=device)
