@@ -23,6 +23,7 @@ import torch
 
 import infer
 from data.cli import Failure, entry_point, non_negative_int
+from model.sampling import Sampling
 
 VIEWER_HEIGHT = 480  # pixels of the embedded viewer
 
@@ -62,8 +63,9 @@ class Generator:
         """One request -> (multiview.mp4, orbit.mp4, viewer HTML, download files, status line).
 
         Raises ValueError (infer.InferError among them) on bad input, before writing anything."""
-        settings = infer.Settings(views=None, frames=None, steps=int(steps), guidance=float(guidance), seed=int(seed),
-                                  elevation=15.0, video_size=int(video_size), refine_steps=int(refine_steps), mesh=bool(mesh))
+        settings = infer.Settings(views=None, frames=None, steps=int(steps), seed=int(seed), elevation=15.0,
+                                  video_size=int(video_size), refine_steps=int(refine_steps),
+                                  sampling=Sampling(guidance=float(guidance)), mesh=bool(mesh))
         out = self.out_root / folder_name(prompt or "")
         meta = infer.generate_with(self.pipeline, self.head, self.model, prompt, out, settings,
                                    Path(image) if image else None, Path(video) if video else None,
@@ -101,7 +103,8 @@ def build_app(generator: Generator):
                 video = gr.File(label="Video (optional): the front view over time", file_types=["video"], type="filepath", elem_id="video")
                 with gr.Accordion("Settings", open=False):
                     steps = gr.Slider(1, 50, value=20, step=1, label="Denoising steps", elem_id="steps")
-                    guidance = gr.Slider(1.0, 10.0, value=3.0, step=0.5, label="Guidance scale")
+                    # The prompt's guidance; a video is sampled with the model's own video_guidance (pipeline.json).
+                    guidance = gr.Slider(1.0, 10.0, value=3.0, step=0.5, label="Guidance scale (prompt and image)")
                     seed = gr.Number(value=0, precision=0, label="Seed")
                     refine_steps = gr.Slider(0, 200, value=0, step=10, label="Refinement steps (0: off)")
                     video_size = gr.Slider(64, 512, value=256, step=32, label="Orbit video size (pixels)", elem_id="video-size")

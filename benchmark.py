@@ -507,6 +507,8 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--loop-output", choices=LOOP_OUTPUTS, help="sample or render (default: the model's)")
         command.add_argument("--patch-shift", action=argparse.BooleanOptionalAction,
                              help="move the patch grid on alternate denoising steps (default: the model's)")
+        command.add_argument("--guidance", type=finite_float, help="guidance scale on the prompt (default: the model's)")
+        command.add_argument("--video-guidance", type=finite_float, help="guidance scale with a video (default: the model's)")
     ev.add_argument("--seed", type=non_negative_int, default=0)
     ev.add_argument("--head-only", action="store_true",
                     help="score only the head from the true ring views: no diffusion sampling, seconds per clip")

@@ -42,12 +42,11 @@ class Settings:
     views: int | None  # None: the model's
     frames: int | None
     steps: int
-    guidance: float
     seed: int
     elevation: float
     video_size: int
     refine_steps: int
-    sampling: Sampling = Sampling()  # sampler, motion score, reconstruction loop, patch shifting; None fields: the model's saved default
+    sampling: Sampling = Sampling()  # sampler, guidance, motion score, reconstruction loop, patch shifting; None fields: the model's saved default
     mesh: bool = True  # write animated.glb
 
 
@@ -285,7 +284,7 @@ def generate_with(pipeline, head, model: Path, prompt: str, out: Path, settings:
         video=load_video(video, F, d.height, d.width) if video else None,
     )
     result, gaussians = feed_forward(pipeline, head, prompt, **given, views=V, frames=F, elevation=settings.elevation,
-                                     steps=settings.steps, guidance=settings.guidance, seed=settings.seed,
+                                     steps=settings.steps, seed=settings.seed,
                                      refine_steps=settings.refine_steps, stages=stages, sampling=sampling)
 
     with atomic_folder(out) as tmp:
@@ -307,7 +306,7 @@ def generate_with(pipeline, head, model: Path, prompt: str, out: Path, settings:
 
 
 def feed_forward(pipeline, head, prompt: str, image: torch.Tensor | None = None, video: torch.Tensor | None = None, *,
-                 views: int, frames: int, elevation: float, azimuth: float = 0.0, steps: int = 20, guidance: float = 3.0,
+                 views: int, frames: int, elevation: float, azimuth: float = 0.0, steps: int = 20,
                  size: tuple[int, int] | None = None, seed: int = 0, refine_steps: int = 0, stages: Stages | None = None,
                  sampling: Sampling = Sampling(), progress: bool = True):
     """The feed-forward method, shared by infer.py, app.py and benchmark.py: prompt (+ image [3, H, W] or video
@@ -322,7 +321,7 @@ def feed_forward(pipeline, head, prompt: str, image: torch.Tensor | None = None,
     given = video if video is not None else image
     H, W = size or (given.shape[-2:] if given is not None else (None, None))
     result = stages.run("multiview video", pipeline, prompt, image, video, num_views=views, num_frames=frames, height=H, width=W,
-                        elevation=elevation, azimuth=azimuth, num_inference_steps=steps, guidance_scale=guidance,
+                        elevation=elevation, azimuth=azimuth, num_inference_steps=steps,
                         reconstruct=head.render_back, generator=torch.Generator().manual_seed(seed),
                         sampling=sampling, progress=progress)
     return result, stages.run("4D Gaussians", reconstruct, head, result, refine_steps)
@@ -357,7 +356,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--views", type=positive_int, help="views (default: the model's)")
     p.add_argument("--frames", type=positive_int, help="frames (default: the model's)")
     p.add_argument("--steps", type=positive_int, default=20, help=f"denoising steps (at most {MAX_STEPS})")
-    p.add_argument("--guidance", type=finite_float, default=3.0, help="classifier-free guidance scale (1: off)")
+    p.add_argument("--guidance", type=finite_float, help="classifier-free guidance scale on the prompt (1: off; default: "
+                   "the model's, 3 for the shipped one)")
+    p.add_argument("--video-guidance", type=finite_float, help="the guidance scale used with --video (default: the "
+                   "model's, 1 for the shipped one: the video says more about the object than its caption)")
     p.add_argument("--sampler", help="stochastic: re-noise each step's clean-image prediction; "
                    "ode: deterministic Euler steps (default: the model's, stochastic for the shipped one)")
     p.add_argument("--motion", type=finite_float, help="motion score for motion-conditioned models: about 0.016 for a "
@@ -419,7 +421,7 @@ def main(argv=None) -> None:
     Bad input stops with one line `error: ...` (exit 2 for arguments, 1 for unusable files) and writes nothing."""
     args = parse_args(argv)
     sampling = Sampling.of(args)
-    settings = Settings(args.views, args.frames, args.steps, args.guidance, args.seed, args.elevation, args.video_size,
+    settings = Settings(args.views, args.frames, args.steps, args.seed, args.elevation, args.video_size,
                         args.refine_steps, sampling, mesh=args.mesh)
     try:
         check_model_folder(args.model)

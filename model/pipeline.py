@@ -189,7 +189,6 @@ class MultiViewVideoPipeline:
         fov_deg: float | None = None,
         distance: float | None = None,
         num_inference_steps: int = 25,
-        guidance_scale: float = 3.0,
         sampling: Sampling = Sampling(),
         reconstruct: Reconstructor | None = None,
         generator: torch.Generator | None = None,
@@ -200,9 +199,10 @@ class MultiViewVideoPipeline:
         prompt: non-empty text. image: [3, H, W] in [0, 1], view 0 frame 0 (image-to-4D); video: [F, 3, H, W] in
         [0, 1], view 0 (video-to-4D); given frames come back unchanged. Views sit on a ring at `elevation` degrees,
         view 0 at `azimuth`; distance defaults to the one at which the normalised object fits the field of view.
-        guidance_scale 1 skips the unconditional pass. sampling: the sampler ("stochastic" or "ode", see `_denoise`),
-        the motion score asked of a motion-conditioned model and the reconstruction loop (`loop_*`, see
-        PipelineDefaults), which runs only with a `reconstruct`. None: the saved default. progress=False hides the bar.
+        sampling: the sampler ("stochastic" or "ode", see `_denoise`), the guidance scale (`guidance`, or
+        `video_guidance` when a video is given; 1 skips the unconditional pass), the motion score asked of a
+        motion-conditioned model and the reconstruction loop (`loop_*`, see PipelineDefaults), which runs only with a
+        `reconstruct`. None: the saved default. progress=False hides the bar.
         """
         if not prompt or not prompt.strip():
             raise ValueError("prompt is empty; describe the object (the empty prompt is the unconditional branch)")
@@ -213,6 +213,7 @@ class MultiViewVideoPipeline:
         c2w, K = self.cameras(V, F, H, W, elevation, d.fov_deg, distance, azimuth - turn)  # [V, F, 4, 4], [V, 3, 3]
         times = torch.linspace(0, 1, F)  # [F]
         cond, given = self.condition(image, video, V, F, H, W)  # [1, V, F, 3, H, W], [1, V, F]
+        guidance_scale = d.video_guidance if video is not None else d.guidance
         text = self.text_encoder([prompt, ""] if guidance_scale != 1.0 else [prompt])  # [G, L, D_text], G = 2 guided
         c2w, K, times = c2w.to(self.device), K.to(self.device), times.to(self.device)
         conditioning = model_conditioning(cond, given, c2w, K, times, text, d.motion)

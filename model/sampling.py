@@ -5,6 +5,7 @@ before loading anything heavy.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 SAMPLERS = ("stochastic", "ode")
@@ -23,6 +24,10 @@ class PipelineDefaults:
     shared_noise: float = 0.0  # as in training (model.diffusion.Objective.shared_noise)
     sampler: str = "stochastic"  # "stochastic" or "ode"; see MultiViewVideoPipeline._denoise
     motion: float = 0.016  # motion score asked of motion-conditioned models (data.images; the training clips' mean)
+    # Classifier-free guidance on the prompt (1: off, and one network pass a step instead of two): `guidance` for text-
+    # and image-to-4D, `video_guidance` when a video is given, which pins down the object far more than its caption.
+    guidance: float = 3.0
+    video_guidance: float = 3.0
     # Reconstruction in the loop (`_denoise`): from this fraction of the steps on (1: never), each clean-image
     # prediction is blended `loop_blend` of the way towards the renders of its 3D reconstruction; `loop_output`
     # "render" returns the renders of the final reconstruction instead of the last sample.
@@ -42,6 +47,9 @@ class PipelineDefaults:
         for name in ("loop_start", "loop_blend"):
             if not 0.0 <= getattr(self, name) <= 1.0:  # also refuses NaN
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("guidance", "video_guidance"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         if not 0.0 <= self.motion < float("inf"):
             raise ValueError(f"motion must be a finite score >= 0 (about 0.016 for a walk), got {self.motion}")
 
@@ -57,6 +65,8 @@ class Sampling:
     loop_blend: float | None = None
     loop_output: str | None = None
     patch_shift: bool | None = None
+    guidance: float | None = None
+    video_guidance: float | None = None
 
     def over(self, defaults: PipelineDefaults) -> PipelineDefaults:
         """`defaults` with every option set here in place of its value; ValueError on a bad one."""

@@ -50,7 +50,7 @@ def test_seeded_pipeline_is_deterministic(pipe):
 
 
 def test_pipeline_returns_images_and_the_cameras_it_used(pipe):
-    out = generate(pipe, num_views=3, num_frames=2, height=8, width=12, elevation=20.0, guidance_scale=1.0)
+    out = generate(pipe, num_views=3, num_frames=2, height=8, width=12, elevation=20.0, sampling=Sampling(guidance=1.0))
     assert out.images.shape == (3, 2, 3, 8, 12) and 0 <= out.images.min() and out.images.max() <= 1
     expected = orbit_c2w(torch.full((3,), 20.0), ring_azimuths(3), fit_distance(45.0), num_frames=2)
     torch.testing.assert_close(out.c2w, expected)
@@ -69,7 +69,17 @@ def test_a_canonical_ring_model_generates_on_the_ring_at_azimuth_0_and_returns_c
 
 
 def test_guidance_changes_the_result(pipe):
-    assert not torch.allclose(generate(pipe, guidance_scale=1.0).images, generate(pipe, guidance_scale=4.0).images, atol=1e-3)
+    assert not torch.allclose(generate(pipe, sampling=Sampling(guidance=1.0)).images, generate(pipe, sampling=Sampling(guidance=4.0)).images, atol=1e-3)
+
+
+def test_a_video_is_guided_by_video_guidance_alone(pipe):
+    video = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    off = generate(pipe, video=video, sampling=Sampling(video_guidance=1.0)).images
+    torch.testing.assert_close(generate(pipe, video=video, sampling=Sampling(video_guidance=1.0, guidance=4.0)).images, off,
+                               rtol=0, atol=0)  # the prompt's scale is not read
+    assert not torch.allclose(generate(pipe, video=video, sampling=Sampling(video_guidance=4.0)).images, off, atol=1e-3)
+    # Without a video, video_guidance is not read.
+    torch.testing.assert_close(generate(pipe, sampling=Sampling(video_guidance=1.0)).images, generate(pipe).images, rtol=0, atol=0)
 
 
 def test_samplers_are_seeded_and_differ_after_the_first_step(pipe):
@@ -154,6 +164,7 @@ def test_transformer_weights_are_split_into_files_of_bounded_size(pipe, tmp_path
         (dict(video=torch.rand(3, 3, 16, 16)), r"video has shape \(3, 3, 16, 16\)"),
         (dict(image=torch.rand(3, 16, 16), video=torch.rand(2, 3, 16, 16)), "not both"),
         (dict(height=18), "not divisible by the patch size 4"),
+        (dict(sampling=Sampling(video_guidance=float("nan"))), "video_guidance must be a finite number, got nan"),
     ],
 )
 def test_bad_input_raises_value_error_saying_what_is_wrong(pipe, kwargs, message):
