@@ -509,6 +509,7 @@ def parser() -> argparse.ArgumentParser:
                              help="move the patch grid on alternate denoising steps (default: the model's)")
         command.add_argument("--guidance", type=finite_float, help="guidance scale on the prompt (default: the model's)")
         command.add_argument("--video-guidance", type=finite_float, help="guidance scale with a video (default: the model's)")
+        command.add_argument("--motion-guidance", type=finite_float, help="motion guidance scale (1: off; default: the model's)")
     ev.add_argument("--seed", type=non_negative_int, default=0)
     ev.add_argument("--head-only", action="store_true",
                     help="score only the head from the true ring views: no diffusion sampling, seconds per clip")

@@ -360,6 +360,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "the model's, 3 for the shipped one)")
     p.add_argument("--video-guidance", type=finite_float, help="the guidance scale used with --video (default: the "
                    "model's, 1 for the shipped one: the video says more about the object than its caption)")
+    p.add_argument("--motion-guidance", type=finite_float, help="above 1, steer each step away from a still clip, so "
+                   "the object moves more (1: off; default: the model's)")
     p.add_argument("--sampler", help="stochastic: re-noise each step's clean-image prediction; "
                    "ode: deterministic Euler steps (default: the model's, stochastic for the shipped one)")
     p.add_argument("--motion", type=finite_float, help="motion score for motion-conditioned models: about 0.016 for a "
@@ -399,6 +401,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--video-size {args.video_size}: must be an even number from 16 to 2048")
     if args.image is not None and args.video is not None:
         raise UsageError("give --image or --video, not both")
+    if args.motion_guidance is not None and args.motion_guidance < 0:
+        raise UsageError(f"--motion-guidance {args.motion_guidance}: must be 0 or more (1: off)")
     if args.motion is not None and args.motion < 0:
         raise UsageError(f"--motion {args.motion}: must be 0 or more (about 0.016 for a walk)")
     if args.sampler is not None or args.loop_output is not None:

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from data.cameras import OBJECT_RADIUS, rotate_about_up
 from model.diffusion import from_model_rgb, sample_noise
-from model.pipeline import MultiViewVideoPipeline, guided_velocity, model_conditioning
+from model.pipeline import Guidance, MultiViewVideoPipeline, guided_velocity, model_conditioning
 from recon.gaussians import Gaussians
 from recon.refine import temporal_smoothness
 from recon.render import render_views
@@ -144,7 +144,8 @@ class Guide:
         self.pipeline, self.config, self.elevation, self.generator = pipeline, config, request.elevation, generator
         self.device, self.dtype = pipeline.device, pipeline.transformer.dtype
         self.cond, self.given = pipeline.condition(image, video, self.V, self.F, self.H, self.W)  # [1, V, F, 3, H, W], bool [1, V, F]
-        self.text = pipeline.text_encoder([request.prompt, ""] if config.guidance != 1.0 else [request.prompt])  # [G, L, D_text]
+        self.guidance = Guidance(text=config.guidance)
+        self.text = pipeline.text_encoder(self.guidance.prompts(request.prompt))  # [G, L, D_text]
         self.times = torch.linspace(0, 1, self.F, device=self.device)  # [F]
         self.conditioned = image is not None or video is not None
 
@@ -178,7 +179,7 @@ class Guide:
         conditioning = model_conditioning(self.cond, self.given, c2w, K, self.times, self.text)  # each [G, ...]
         timestep = torch.tensor([sigma * self.pipeline.scheduler.config.num_train_timesteps], device=self.device)  # [1]
         with torch.no_grad():  # SDS: the prior's output is a fixed target, never differentiated
-            velocity = guided_velocity(self.pipeline.transformer, x_t, timestep, conditioning, self.config.guidance)
+            velocity = guided_velocity(self.pipeline.transformer, x_t, timestep, conditioning, self.guidance)
         terms = {"sds": sds_loss(x0, x_t - sigma * velocity, (~keep).to(x0))}
         if self.conditioned:
             terms["photometric"] = F.mse_loss(rgb[self.given], from_model_rgb(self.cond)[self.given])

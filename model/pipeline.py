@@ -43,27 +43,57 @@ Reconstructor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tenso
 
 
 def model_conditioning(cond: torch.Tensor, given: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, times: torch.Tensor,
-                       text: TextStates, motion: float = PipelineDefaults.motion) -> dict[str, torch.Tensor]:
+                       text: TextStates, motion: float = PipelineDefaults.motion, still_last: bool = False
+                       ) -> dict[str, torch.Tensor]:
     """The transformer's inputs besides x_t and the timestep, repeated to the G = len(text.states) rows.
 
     cond: [1, V, F, 3, H, W]; given: bool [1, V, F]; c2w: [V, F, 4, 4]; K: [V, 3, 3]; times: [F]; text: [G, L, D_text]
-    (G = 2 for classifier-free guidance: the prompt, then the empty prompt); motion: the score asked for (read by
-    motion-conditioned models only).
+    (the rows of `Guidance.prompts`); motion: the score asked for (read by motion-conditioned models only);
+    still_last: the last row sees every frame at time 0, a clip that does not move (motion guidance).
     """
     G = len(text.states)
+    times = times[None].repeat(G, 1)  # [G, F]
+    if still_last:
+        times[-1] = 0.0
     return dict(
         cond_images=cond.expand(G, -1, -1, -1, -1, -1), cond_mask=given.expand(G, -1, -1),
-        c2w=c2w[None].expand(G, -1, -1, -1, -1), K=K[None].expand(G, -1, -1, -1), times=times[None].expand(G, -1),
+        c2w=c2w[None].expand(G, -1, -1, -1, -1), K=K[None].expand(G, -1, -1, -1), times=times,
         text_states=text.states, text_mask=text.mask, motion=torch.full((G,), float(motion), device=c2w.device),
     )  # each [G, ...]
 
 
-def guided_velocity(transformer, x: torch.Tensor, timestep: torch.Tensor, conditioning: dict, scale: float) -> torch.Tensor:
-    """The velocity [1, V, F, 3, H, W] of x [1, V, F, 3, H, W] at timestep [1] or []; with G = 2 conditioning rows it
-    is classifier-free guided, v = v_empty + scale * (v_prompt - v_empty)."""
+@dataclass(frozen=True)
+class Guidance:
+    """Classifier-free guidance scales; a scale of 1 is off and drops its row from the batch the network sees.
+
+    The rows, in order: the prompt; the empty prompt (`text` != 1); the prompt with every frame at time 0, a still
+    clip (`motion` != 1). The guided velocity is
+        v = v_prompt + (text - 1) (v_prompt - v_empty) + (motion - 1) (v_prompt - v_still),
+    so `motion` > 1 steers each step away from what the model draws for an object that does not move (the
+    frame-time condition guided as the prompt is).
+    """
+
+    text: float = 3.0
+    motion: float = 1.0
+
+    def prompts(self, prompt: str) -> list[str]:
+        """The prompt of each row."""
+        return [prompt] + [""] * (self.text != 1.0) + [prompt] * (self.motion != 1.0)
+
+    def combine(self, v: torch.Tensor) -> torch.Tensor:
+        """The guided velocity [1, ...] from the rows' velocities v [G, ...]."""
+        guided = v[1:2] + self.text * (v[:1] - v[1:2]) if self.text != 1.0 else v[:1]
+        if self.motion != 1.0:
+            guided = guided + (self.motion - 1.0) * (v[:1] - v[-1:])
+        return guided
+
+
+def guided_velocity(transformer, x: torch.Tensor, timestep: torch.Tensor, conditioning: dict, guidance: Guidance) -> torch.Tensor:
+    """The guided velocity [1, V, F, 3, H, W] of x [1, V, F, 3, H, W] at timestep [1] or [], the conditioning's G rows
+    laid out as `guidance.prompts` lays them out."""
     G = len(conditioning["text_states"])
     v = transformer(x.expand(G, -1, -1, -1, -1, -1), timestep.expand(G), **conditioning)  # [G, V, F, 3, H, W]
-    return v[1:] + scale * (v[:1] - v[1:]) if G == 2 else v
+    return guidance.combine(v)
 
 
 def grid_offsets(step: int, steps: int, half_patch: int) -> list[tuple[int, int]]:
@@ -75,7 +105,7 @@ def grid_offsets(step: int, steps: int, half_patch: int) -> list[tuple[int, int]
     return [(0, 0)] if step % 2 == 0 else [moved]
 
 
-def shifted_velocity(transformer, x: torch.Tensor, timestep: torch.Tensor, conditioning: dict, scale: float,
+def shifted_velocity(transformer, x: torch.Tensor, timestep: torch.Tensor, conditioning: dict, guidance: Guidance,
                      offsets: list[tuple[int, int]]) -> torch.Tensor:
     """`guided_velocity` [1, V, F, 3, H, W] averaged over patch-grid offsets (dy, dx).
 
@@ -84,13 +114,13 @@ def shifted_velocity(transformer, x: torch.Tensor, timestep: torch.Tensor, condi
     different places at different steps and no 8x8 seam stays put. What wraps round the edge is background.
     """
     if offsets == [(0, 0)]:
-        return guided_velocity(transformer, x, timestep, conditioning, scale)
+        return guided_velocity(transformer, x, timestep, conditioning, guidance)
     H, W = x.shape[-2:]
     total = torch.zeros_like(x)  # [1, V, F, 3, H, W]
     for dy, dx in offsets:
         moved = {**conditioning, "K": roll_intrinsics(conditioning["K"], dy, dx, H, W),  # [G, V, 3, 3]
                  "cond_images": conditioning["cond_images"].roll((dy, dx), (-2, -1))}
-        velocity = guided_velocity(transformer, x.roll((dy, dx), (-2, -1)), timestep, moved, scale)  # [1, V, F, 3, H, W]
+        velocity = guided_velocity(transformer, x.roll((dy, dx), (-2, -1)), timestep, moved, guidance)  # [1, V, F, 3, H, W]
         total += velocity.roll((-dy, -dx), (-2, -1))
     return total / len(offsets)
 
@@ -199,8 +229,8 @@ class MultiViewVideoPipeline:
         prompt: non-empty text. image: [3, H, W] in [0, 1], view 0 frame 0 (image-to-4D); video: [F, 3, H, W] in
         [0, 1], view 0 (video-to-4D); given frames come back unchanged. Views sit on a ring at `elevation` degrees,
         view 0 at `azimuth`; distance defaults to the one at which the normalised object fits the field of view.
-        sampling: the sampler ("stochastic" or "ode", see `_denoise`), the guidance scale (`guidance`, or
-        `video_guidance` when a video is given; 1 skips the unconditional pass), the motion score asked of a
+        sampling: the sampler ("stochastic" or "ode", see `_denoise`), the guidance scales (`guidance`, or
+        `video_guidance` when a video is given, and `motion_guidance`; see `Guidance`), the motion score asked of a
         motion-conditioned model and the reconstruction loop (`loop_*`, see PipelineDefaults), which runs only with a
         `reconstruct`. None: the saved default. progress=False hides the bar.
         """
@@ -213,13 +243,13 @@ class MultiViewVideoPipeline:
         c2w, K = self.cameras(V, F, H, W, elevation, d.fov_deg, distance, azimuth - turn)  # [V, F, 4, 4], [V, 3, 3]
         times = torch.linspace(0, 1, F)  # [F]
         cond, given = self.condition(image, video, V, F, H, W)  # [1, V, F, 3, H, W], [1, V, F]
-        guidance_scale = d.video_guidance if video is not None else d.guidance
-        text = self.text_encoder([prompt, ""] if guidance_scale != 1.0 else [prompt])  # [G, L, D_text], G = 2 guided
+        guidance = Guidance(d.video_guidance if video is not None else d.guidance, d.motion_guidance)
+        text = self.text_encoder(guidance.prompts(prompt))  # [G, L, D_text], G = 1 to 3 rows
         c2w, K, times = c2w.to(self.device), K.to(self.device), times.to(self.device)
-        conditioning = model_conditioning(cond, given, c2w, K, times, text, d.motion)
+        conditioning = model_conditioning(cond, given, c2w, K, times, text, d.motion, still_last=guidance.motion != 1.0)
         noise = sample_noise((1, V, F, 3, H, W), d.shared_noise, generator, self.device, self.transformer.dtype)
         loop = None if reconstruct is None else RenderLoop(lambda x: reconstruct(x, c2w, K), d.loop_start, d.loop_blend)
-        x = self._denoise(noise, cond, given, conditioning, guidance_scale, num_inference_steps, d.sampler, generator,
+        x = self._denoise(noise, cond, given, conditioning, guidance, num_inference_steps, d.sampler, generator,
                           progress, loop, d.patch_shift)
         images = from_model_rgb(x[0].float())  # [V, F, 3, H, W]
         if loop is not None and d.loop_output == "render":
@@ -227,11 +257,11 @@ class MultiViewVideoPipeline:
         c2w = rotate_about_up(c2w, turn) if turn else c2w  # [V, F, 4, 4] with view 0 at `azimuth`
         return Generation(images.cpu(), c2w.cpu(), K.cpu(), times.cpu())
 
-    def _denoise(self, x, cond, given, conditioning, guidance_scale, num_inference_steps, sampler, generator,
+    def _denoise(self, x, cond, given, conditioning, guidance: Guidance, num_inference_steps, sampler, generator,
                  progress, loop: RenderLoop | None = None, patch_shift: bool = False) -> torch.Tensor:
         """Steps of the flow from noise x [1, V, F, 3, H, W] to images [1, V, F, 3, H, W], the given frames held at cond.
 
-        cond: [1, V, F, 3, H, W]; given: bool [1, V, F]; conditioning: `model_conditioning`'s G = 1 or 2 rows.
+        cond: [1, V, F, 3, H, W]; given: bool [1, V, F]; conditioning: `model_conditioning`'s rows of `guidance`.
         "ode": Euler steps along the predicted velocity (deterministic given the noise). "stochastic": each step
         takes the clean image the model predicts and noises it afresh to the next level (diffusers'
         `stochastic_sampling`), so an error made at one step is not carried along the path. Measured on the
@@ -248,7 +278,7 @@ class MultiViewVideoPipeline:
         for i, t in enumerate(tqdm(scheduler.timesteps, disable=not progress, desc="denoising")):
             x = torch.where(keep, cond, x)  # [1, V, F, 3, H, W], given frames clean as in training
             offsets = grid_offsets(i, len(scheduler.timesteps), half_patch) if patch_shift else [(0, 0)]
-            velocity = shifted_velocity(self.transformer, x, t, conditioning, guidance_scale, offsets)  # [1, V, F, 3, H, W]
+            velocity = shifted_velocity(self.transformer, x, t, conditioning, guidance, offsets)  # [1, V, F, 3, H, W]
             if loop is not None and i >= loop.start * len(scheduler.timesteps):
                 velocity = loop.velocity(x, velocity, scheduler.sigmas[i])  # [1, V, F, 3, H, W]
             x = scheduler.step(velocity, t, x, generator=generator).prev_sample  # [1, V, F, 3, H, W]

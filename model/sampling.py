@@ -28,6 +28,9 @@ class PipelineDefaults:
     # and image-to-4D, `video_guidance` when a video is given, which pins down the object far more than its caption.
     guidance: float = 3.0
     video_guidance: float = 3.0
+    # Motion guidance (model.pipeline.Guidance): above 1, each step is steered away from the model's prediction for a
+    # still clip (every frame at time 0), so objects move more; 1 is off (one network row fewer).
+    motion_guidance: float = 1.0
     # Reconstruction in the loop (`_denoise`): from this fraction of the steps on (1: never), each clean-image
     # prediction is blended `loop_blend` of the way towards the renders of its 3D reconstruction; `loop_output`
     # "render" returns the renders of the final reconstruction instead of the last sample.
@@ -50,6 +53,8 @@ class PipelineDefaults:
         for name in ("guidance", "video_guidance"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
+        if not 0.0 <= self.motion_guidance < float("inf"):
+            raise ValueError(f"motion_guidance must be a finite number >= 0 (1: off), got {self.motion_guidance}")
         if not 0.0 <= self.motion < float("inf"):
             raise ValueError(f"motion must be a finite score >= 0 (about 0.016 for a walk), got {self.motion}")
 
@@ -67,6 +72,7 @@ class Sampling:
     patch_shift: bool | None = None
     guidance: float | None = None
     video_guidance: float | None = None
+    motion_guidance: float | None = None
 
     def over(self, defaults: PipelineDefaults) -> PipelineDefaults:
         """`defaults` with every option set here in place of its value; ValueError on a bad one."""

@@ -7,8 +7,8 @@ import torch
 
 from data.cameras import (fit_distance, intrinsics_from_fov, orbit_c2w, pixel_rays, ring_azimuths, roll_intrinsics,
                           rotate_about_up)
-from evaluation.metrics import patch_seam_ratio
-from model.pipeline import MultiViewVideoPipeline, grid_offsets
+from evaluation.metrics import flicker, patch_seam_ratio
+from model.pipeline import Guidance, MultiViewVideoPipeline, grid_offsets, model_conditioning
 from model.sampling import PipelineDefaults, Sampling
 from model.presets import build_dit, build_scheduler, get_preset
 from model.text import TextEncoder
@@ -80,6 +80,31 @@ def test_a_video_is_guided_by_video_guidance_alone(pipe):
     assert not torch.allclose(generate(pipe, video=video, sampling=Sampling(video_guidance=4.0)).images, off, atol=1e-3)
     # Without a video, video_guidance is not read.
     torch.testing.assert_close(generate(pipe, sampling=Sampling(video_guidance=1.0)).images, generate(pipe).images, rtol=0, atol=0)
+
+
+def test_guidance_rows_and_their_combination():
+    assert Guidance(3.0, 1.0).prompts("a frog") == ["a frog", ""]
+    assert Guidance(1.0, 2.0).prompts("a frog") == ["a frog", "a frog"]
+    assert Guidance(3.0, 2.0).prompts("a frog") == ["a frog", "", "a frog"]
+    prompt, empty, still = torch.tensor([[5.0]]), torch.tensor([[1.0]]), torch.tensor([[4.0]])
+    torch.testing.assert_close(Guidance(3.0, 1.0).combine(torch.cat([prompt, empty])), torch.tensor([[13.0]]))  # 1 + 3 (5 - 1)
+    torch.testing.assert_close(Guidance(1.0, 2.0).combine(torch.cat([prompt, still])), torch.tensor([[6.0]]))  # 5 + (5 - 4)
+    torch.testing.assert_close(Guidance(3.0, 2.0).combine(torch.cat([prompt, empty, still])), torch.tensor([[14.0]]))
+
+
+def test_the_still_row_sees_every_frame_at_time_zero(encoder):
+    V, F = 2, 3
+    c2w, K = MultiViewVideoPipeline.cameras(V, F, 8, 8, 10.0, 45.0, None)
+    text = encoder(Guidance(3.0, 2.0).prompts("a frog"))  # [3, L, D]
+    rows = model_conditioning(torch.zeros(1, V, F, 3, 8, 8), torch.zeros(1, V, F, dtype=torch.bool), c2w, K,
+                              torch.linspace(0, 1, F), text, still_last=True)
+    torch.testing.assert_close(rows["times"], torch.tensor([[0.0, 0.5, 1.0], [0.0, 0.5, 1.0], [0.0, 0.0, 0.0]]))
+
+
+def test_motion_guidance_above_one_moves_the_object_more_and_one_is_off(pipe):
+    flickers = [flicker(generate(pipe, sampling=Sampling(motion_guidance=m)).images).item() for m in (0.0, 1.0, 3.0)]
+    assert flickers[0] < flickers[1] < flickers[2]
+    torch.testing.assert_close(generate(pipe, sampling=Sampling(motion_guidance=1.0)).images, generate(pipe).images, rtol=0, atol=0)
 
 
 def test_samplers_are_seeded_and_differ_after_the_first_step(pipe):
@@ -165,6 +190,7 @@ def test_transformer_weights_are_split_into_files_of_bounded_size(pipe, tmp_path
         (dict(image=torch.rand(3, 16, 16), video=torch.rand(2, 3, 16, 16)), "not both"),
         (dict(height=18), "not divisible by the patch size 4"),
         (dict(sampling=Sampling(video_guidance=float("nan"))), "video_guidance must be a finite number, got nan"),
+        (dict(sampling=Sampling(motion_guidance=-0.5)), r"motion_guidance must be a finite number >= 0 \(1: off\), got -0.5"),
     ],
 )
 def test_bad_input_raises_value_error_saying_what_is_wrong(pipe, kwargs, message):
