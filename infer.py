@@ -79,7 +79,7 @@ def transformer_bytes(tokens_per_image: int, views: int, frames: int, width: int
 
 def grid_bytes(model: Path, views: int, frames: int) -> int:
     """Estimated peak bytes of generating views x frames with a model folder (read from its config files): the
-    weights, plus the larger of the diffusion transformer's block (two rows: classifier-free guidance) and the
+    weights, plus the larger of the diffusion transformer's block (three rows at most: model.pipeline.Guidance) and the
     Gaussian head's, plus the pixels (images, rays, noise, Gaussians: about 64 floats a pixel). The steps set the
     time, not the memory."""
     dit = json.loads((model / "diffusion/transformer/config.json").read_text())
@@ -87,7 +87,7 @@ def grid_bytes(model: Path, views: int, frames: int) -> int:
     grid = json.loads((model / "diffusion/pipeline.json").read_text())
     pixels = grid["height"] * grid["width"]
     weights = sum(f.stat().st_size for f in model.rglob("*.safetensors"))
-    denoise = transformer_bytes(pixels // dit["patch_size"] ** 2, views, frames, dit["hidden_size"], dit["num_heads"], batch=2)
+    denoise = transformer_bytes(pixels // dit["patch_size"] ** 2, views, frames, dit["hidden_size"], dit["num_heads"], batch=3)
     reconstruct = transformer_bytes(pixels // head["patch_size"] ** 2, views, frames, head["width"], head["heads"])
     return weights + max(denoise, reconstruct) + 4 * 64 * views * frames * pixels
 
