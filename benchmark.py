@@ -69,7 +69,7 @@ from evaluation.metrics import (coverage, flicker, geometry_metrics, image_metri
                                 motion_ratio, patch_seam_ratio, scores, silhouette_iou)
 from evaluation.report import (COLUMNS, EMPTY, FEED_FORWARD, TRUTH_COLUMNS, cell, load_average, plot, provenance, read_results,
                                readme_files, report, summarise, tables, with_readme_block, write_results)
-from model.sampling import LOOP_OUTPUTS, SAMPLERS, Sampling
+from model.sampling import LOOP_OUTPUTS, SAMPLERS, PipelineDefaults, Sampling
 from recon.render import render_views
 
 TASKS = ("video", "image", "text")
@@ -586,6 +586,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         infer.check_model_folder(args.model)
     except infer.InferError as err:
         raise UsageError(f"--model: {err}") from None
+    try:  # the sampling options' own ranges, before the models load (a saved default is checked when it loads)
+        Sampling.of(args).over(PipelineDefaults())
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 @entry_point

@@ -159,6 +159,8 @@ CASES = [
     ("eval-empty-shard", "benchmark", lambda p: eval_args(p, p.inp / "zero"), 1, "not a readable tar file"),
     ("eval-unreadable-shard", "benchmark", lambda p: eval_args(p, p.inp / "garbage"), 1, "not a readable tar file"),
     ("eval-steps-0", "benchmark", lambda p: eval_args(p, p.data / "val", "--steps", "0"), 2, "--steps: must be at least 1"),
+    ("eval-motion-guidance-negative", "benchmark", lambda p: eval_args(p, p.data / "val", "--motion-guidance", "-1"), 2,
+     "motion_guidance must be a finite number >= 0"),
     ("eval-out-is-a-file", "benchmark", lambda p: [*eval_args(p, p.data / "val"), "--out", p.work / "plain-file"], 2, "is a file"),
     ("compare-no-manifest", "benchmark", lambda p: compare_args(p, manifest=p.work / "v1" / "manifest.json"), 2, "python -m data.build"),
     ("compare-sds-iters-0", "benchmark", lambda p: compare_args(p, "--sds-iters", "0"), 2, "--sds-iters: must be at least 1"),
