@@ -1,6 +1,7 @@
 """app.py: the same job as infer.py on models loaded once, and the web page end to end in headless Chromium."""
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -38,6 +39,19 @@ def test_app_runs_infers_job_on_models_loaded_once(tiny_model, tmp_path):
     assert len(again[3]) == 1  # no animated.glb when the mesh is off
     with pytest.raises(infer.InferError, match="the prompt is empty"):
         generator("  ", None, None, 2, 3.0, 5, 0, 32, True)
+
+
+def test_app_motion_guidance_and_one_object_sample_as_infer_options_do(tiny_model, tmp_path):
+    generator = app.Generator(tiny_model, "cpu", tmp_path / "app")
+    multiview = generator(PROMPT, None, None, 2, 3.0, 5, 0, 32, False, 2.0, True)[0]
+    infer.main([PROMPT, "--out", str(tmp_path / "cli"), "--model", str(tiny_model), "--steps", "2", "--seed", "5",
+                "--video-size", "32", "--no-mesh", "--motion-guidance", "2", "--loop-start", "0.75", "--loop-blend", "0.5"])
+    meta = json.loads((Path(multiview).parent / "meta.json").read_text())
+    assert (meta["motion_guidance"], meta["loop_start"], meta["loop_blend"]) == (2.0, 0.75, 0.5)
+    ours, theirs = (read_ply(folder / "ply" / "frame_000.ply") for folder in (Path(multiview).parent, tmp_path / "cli"))
+    assert torch.equal(ours.means, theirs.means) and torch.equal(ours.colours, theirs.colours)
+    off = generator(PROMPT, None, None, 2, 3.0, 5, 0, 32, False, 1.0, False)[0]
+    assert json.loads((Path(off).parent / "meta.json").read_text())["loop_start"] == 1.0
 
 
 def free_port() -> int:
