@@ -503,6 +503,7 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--sampler", choices=SAMPLERS, help="the diffusion sampler (default: the model's)")
         command.add_argument("--motion", type=finite_float, help="motion score for motion-conditioned models (default: the model's)")
         command.add_argument("--loop-start", type=fraction, help="reconstruction in the loop from this fraction of the steps")
+        command.add_argument("--loop-end", type=fraction, help="and up to this fraction of the steps")
         command.add_argument("--loop-blend", type=fraction, help="blend of the prediction towards the renders, in [0, 1]")
         command.add_argument("--loop-output", choices=LOOP_OUTPUTS, help="sample or render (default: the model's)")
         command.add_argument("--patch-shift", action=argparse.BooleanOptionalAction,

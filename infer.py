@@ -368,6 +368,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "walk, 0 for still, 0.03 for fast (default: the model's)")
     p.add_argument("--loop-start", type=fraction, help="reconstruction in the sampling loop from this fraction of the "
                    "steps on (1: off; default: the model's)")
+    p.add_argument("--loop-end", type=fraction, help="and up to this fraction of the steps (1: to the last; default: "
+                   "the model's)")
     p.add_argument("--loop-blend", type=fraction, help="how far each step's prediction moves towards the renders of its "
                    "3D reconstruction, in [0, 1] (default: the model's)")
     p.add_argument("--loop-output", help="sample: the last denoised views; render: the renders of the final "
@@ -405,8 +407,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--motion-guidance {args.motion_guidance}: must be 0 or more (1: off)")
     if args.motion is not None and args.motion < 0:
         raise UsageError(f"--motion {args.motion}: must be 0 or more (about 0.016 for a walk)")
+    if None not in (args.loop_start, args.loop_end) and args.loop_end < args.loop_start:
+        raise UsageError(f"--loop-end {args.loop_end} comes before --loop-start {args.loop_start}: the loop would never run")
     if args.sampler is not None or args.loop_output is not None:
-
         for option, value, choices in (("--sampler", args.sampler, SAMPLERS), ("--loop-output", args.loop_output, LOOP_OUTPUTS)):
             if value is not None and value not in choices:
                 raise UsageError(f"{option} {value!r}: choose one of {', '.join(choices)}")

@@ -129,15 +129,20 @@ def shifted_velocity(transformer, x: torch.Tensor, timestep: torch.Tensor, condi
 class RenderLoop:
     """Reconstruction in the sampling loop (VideoMV's 3D-aware denoising; DMV3D reconstructs as its denoiser).
 
-    At a step it takes the clean image the model predicts, x0 = x_t - sigma * v, reconstructs it in 3D with
+    At the steps from fraction `start` to before `end` of them it takes the clean image the model predicts, x0 = x_t - sigma * v, reconstructs it in 3D with
     `render_back` (model-space images [V, F, 3, H, W] in [0, 1] -> renders of the reconstruction at the same
     cameras), blends x0 `blend` of the way towards the renders and returns the velocity that leads to it. The views
     then share one 3D object as the noise falls: consistent by construction at blend 1.
     """
 
     render_back: Callable[[torch.Tensor], torch.Tensor]
-    start: float  # fraction of the steps after which it runs (0: every step)
+    start: float  # fraction of the steps from which it runs (0: from the first)
     blend: float  # 0: the model's prediction, 1: the renders
+    end: float = 1.0  # fraction of the steps from which it stops (1: it runs to the last)
+
+    def runs_at(self, step: int, num_steps: int) -> bool:
+        """Whether it runs at step `step` of `num_steps` (counted from 0)."""
+        return self.start * num_steps <= step < self.end * num_steps
 
     def velocity(self, x: torch.Tensor, velocity: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """The velocity [1, V, F, 3, H, W] whose clean image is blended towards the renders; x, velocity the same."""
@@ -248,7 +253,7 @@ class MultiViewVideoPipeline:
         c2w, K, times = c2w.to(self.device), K.to(self.device), times.to(self.device)
         conditioning = model_conditioning(cond, given, c2w, K, times, text, d.motion, still_last=guidance.motion != 1.0)
         noise = sample_noise((1, V, F, 3, H, W), d.shared_noise, generator, self.device, self.transformer.dtype)
-        loop = None if reconstruct is None else RenderLoop(lambda x: reconstruct(x, c2w, K), d.loop_start, d.loop_blend)
+        loop = None if reconstruct is None else RenderLoop(lambda x: reconstruct(x, c2w, K), d.loop_start, d.loop_blend, d.loop_end)
         x = self._denoise(noise, cond, given, conditioning, guidance, num_inference_steps, d.sampler, generator,
                           progress, loop, d.patch_shift)
         images = from_model_rgb(x[0].float())  # [V, F, 3, H, W]
@@ -279,7 +284,7 @@ class MultiViewVideoPipeline:
             x = torch.where(keep, cond, x)  # [1, V, F, 3, H, W], given frames clean as in training
             offsets = grid_offsets(i, len(scheduler.timesteps), half_patch) if patch_shift else [(0, 0)]
             velocity = shifted_velocity(self.transformer, x, t, conditioning, guidance, offsets)  # [1, V, F, 3, H, W]
-            if loop is not None and i >= loop.start * len(scheduler.timesteps):
+            if loop is not None and loop.runs_at(i, len(scheduler.timesteps)):
                 velocity = loop.velocity(x, velocity, scheduler.sigmas[i])  # [1, V, F, 3, H, W]
             x = scheduler.step(velocity, t, x, generator=generator).prev_sample  # [1, V, F, 3, H, W]
         return torch.where(keep, cond, x)  # [1, V, F, 3, H, W]

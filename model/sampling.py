@@ -31,10 +31,12 @@ class PipelineDefaults:
     # Motion guidance (model.pipeline.Guidance): above 1, each step is steered away from the model's prediction for a
     # still clip (every frame at time 0), so objects move more; 1 is off (one network row fewer).
     motion_guidance: float = 1.0
-    # Reconstruction in the loop (`_denoise`): from this fraction of the steps on (1: never), each clean-image
-    # prediction is blended `loop_blend` of the way towards the renders of its 3D reconstruction; `loop_output`
-    # "render" returns the renders of the final reconstruction instead of the last sample.
+    # Reconstruction in the loop (`_denoise`): at the steps from fraction `loop_start` (1: never) to before `loop_end`,
+    # each clean-image prediction is blended `loop_blend` of the way towards the renders of its 3D reconstruction;
+    # `loop_output` "render" returns the renders of the final reconstruction instead of the last sample. Ending
+    # before the last steps lets the model clear the faint haze the renders leave around the object.
     loop_start: float = 1.0
+    loop_end: float = 1.0
     loop_blend: float = 1.0
     loop_output: str = "sample"
     # Patch shifting (MultiViewVideoPipeline._denoise): alternate steps see the images moved by half a patch, the last
@@ -47,9 +49,11 @@ class PipelineDefaults:
     def __post_init__(self):
         check_choice("sampler", self.sampler, SAMPLERS)
         check_choice("loop_output", self.loop_output, LOOP_OUTPUTS)
-        for name in ("loop_start", "loop_blend"):
+        for name in ("loop_start", "loop_end", "loop_blend"):
             if not 0.0 <= getattr(self, name) <= 1.0:  # also refuses NaN
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.loop_end < self.loop_start:
+            raise ValueError(f"loop_end {self.loop_end} comes before loop_start {self.loop_start}: the loop would never run")
         for name in ("guidance", "video_guidance"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
@@ -67,6 +71,7 @@ class Sampling:
     sampler: str | None = None
     motion: float | None = None
     loop_start: float | None = None
+    loop_end: float | None = None
     loop_blend: float | None = None
     loop_output: str | None = None
     patch_shift: bool | None = None

@@ -8,7 +8,7 @@ import torch
 from data.images import motion_score
 from evaluation.metrics import coverage, masked_consistency, motion_ratio, patch_seam_ratio, silhouette_iou
 from model.dit import MultiViewVideoDiT, OutputRefiner
-from model.pipeline import MultiViewVideoPipeline
+from model.pipeline import MultiViewVideoPipeline, RenderLoop
 from model.sampling import PipelineDefaults, Sampling
 from model.presets import build_dit, build_scheduler
 from model.text import TextEncoder
@@ -132,10 +132,26 @@ def test_loop_that_never_starts_or_blends_nothing_changes_nothing(parts):
                                rtol=1e-4, atol=1e-4)
 
 
+def test_loop_runs_only_in_its_window_of_steps(parts):
+    pipe, head = parts
+    steps = []
+    def counting(images, c2w, K):
+        steps.append(len(steps))
+        return head.render_back(images, c2w, K)
+    windowed = generate(pipe, reconstruct=counting, loop_start=0.25, loop_end=0.75)  # of 4 steps: the 2nd and 3rd
+    assert len(steps) == 2
+    assert not torch.allclose(windowed.images, generate(pipe).images, atol=1e-4)
+    assert [i for i in range(20) if RenderLoop(head.render_back, 0.5, 1.0, 0.8).runs_at(i, 20)] == list(range(10, 16))
+    empty = generate(pipe, reconstruct=counting, loop_start=0.5, loop_end=0.5).images  # a window of no steps
+    assert len(steps) == 2
+    torch.testing.assert_close(empty, generate(pipe).images, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("bad, message", [
     (dict(motion=-0.1), "motion must be a finite score"), (dict(motion=float("inf")), "motion must be a finite score"),
     (dict(loop_blend=1.5), r"loop_blend must be in \[0, 1\]"), (dict(loop_start=-0.2), r"loop_start must be in \[0, 1\]"),
     (dict(loop_blend=float("nan")), r"loop_blend must be in \[0, 1\]"), (dict(loop_output="mesh"), "loop_output must be one of"),
+    (dict(loop_end=1.5), r"loop_end must be in \[0, 1\]"), (dict(loop_start=0.5, loop_end=0.25), "loop_end 0.25 comes before"),
 ])
 def test_bad_sampling_values_are_clear_errors(parts, bad, message):
     with pytest.raises(ValueError, match=message):
