@@ -45,9 +45,9 @@ def test_app_motion_guidance_and_one_object_sample_as_infer_options_do(tiny_mode
     generator = app.Generator(tiny_model, "cpu", tmp_path / "app")
     multiview = generator(PROMPT, None, None, 2, 3.0, 5, 0, 32, False, 2.0, True)[0]
     infer.main([PROMPT, "--out", str(tmp_path / "cli"), "--model", str(tiny_model), "--steps", "2", "--seed", "5",
-                "--video-size", "32", "--no-mesh", "--motion-guidance", "2", "--loop-start", "0.75", "--loop-blend", "0.5"])
+                "--video-size", "32", "--no-mesh", "--motion-guidance", "2", "--loop-start", "0.5", "--loop-end", "0.8", "--loop-blend", "0.5"])
     meta = json.loads((Path(multiview).parent / "meta.json").read_text())
-    assert (meta["motion_guidance"], meta["loop_start"], meta["loop_blend"]) == (2.0, 0.75, 0.5)
+    assert (meta["motion_guidance"], meta["loop_start"], meta["loop_end"], meta["loop_blend"]) == (2.0, 0.5, 0.8, 0.5)
     ours, theirs = (read_ply(folder / "ply" / "frame_000.ply") for folder in (Path(multiview).parent, tmp_path / "cli"))
     assert torch.equal(ours.means, theirs.means) and torch.equal(ours.colours, theirs.colours)
     off = generator(PROMPT, None, None, 2, 3.0, 5, 0, 32, False, 1.0, False)[0]
