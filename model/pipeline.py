@@ -129,10 +129,11 @@ def shifted_velocity(transformer, x: torch.Tensor, timestep: torch.Tensor, condi
 class RenderLoop:
     """Reconstruction in the sampling loop (VideoMV's 3D-aware denoising; DMV3D reconstructs as its denoiser).
 
-    At the steps from fraction `start` to before `end` of them it takes the clean image the model predicts, x0 = x_t - sigma * v, reconstructs it in 3D with
-    `render_back` (model-space images [V, F, 3, H, W] in [0, 1] -> renders of the reconstruction at the same
-    cameras), blends x0 `blend` of the way towards the renders and returns the velocity that leads to it. The views
-    then share one 3D object as the noise falls: consistent by construction at blend 1.
+    At the steps from fraction `start` to before `end` of them it takes the clean image the model predicts,
+    x0 = x_t - sigma * v, reconstructs it in 3D with `render_back` (model-space images [V, F, 3, H, W] in [0, 1] ->
+    renders of the reconstruction at the same cameras), blends x0 `blend` of the way towards the renders and returns
+    the velocity that leads to it. The views then share one 3D object as the noise falls: consistent by construction
+    at blend 1.
     """
 
     render_back: Callable[[torch.Tensor], torch.Tensor]
@@ -253,7 +254,8 @@ class MultiViewVideoPipeline:
         c2w, K, times = c2w.to(self.device), K.to(self.device), times.to(self.device)
         conditioning = model_conditioning(cond, given, c2w, K, times, text, d.motion, still_last=guidance.motion != 1.0)
         noise = sample_noise((1, V, F, 3, H, W), d.shared_noise, generator, self.device, self.transformer.dtype)
-        loop = None if reconstruct is None else RenderLoop(lambda x: reconstruct(x, c2w, K), d.loop_start, d.loop_blend, d.loop_end)
+        loop = None if reconstruct is None else RenderLoop(lambda x: reconstruct(x, c2w, K), d.loop_start, d.loop_blend,
+                                                           d.loop_end)
         x = self._denoise(noise, cond, given, conditioning, guidance, num_inference_steps, d.sampler, generator,
                           progress, loop, d.patch_shift)
         images = from_model_rgb(x[0].float())  # [V, F, 3, H, W]
