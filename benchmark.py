@@ -587,8 +587,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         infer.check_model_folder(args.model)
     except infer.InferError as err:
         raise UsageError(f"--model: {err}") from None
-    try:  # the sampling options' own ranges, before the models load (a saved default is checked when it loads)
-        Sampling.of(args).over(PipelineDefaults())
+    # The sampling options' own ranges, before the models load. Over the widest loop window (steps 0 to 1), so that a
+    # lone --loop-start or --loop-end is checked against the model's saved other end when that loads, not a default's.
+    try:
+        Sampling.of(args).over(PipelineDefaults(loop_start=0.0))
     except ValueError as err:
         raise UsageError(str(err)) from None
 

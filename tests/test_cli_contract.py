@@ -164,6 +164,8 @@ CASES = [
     ("eval-steps-0", "benchmark", lambda p: eval_args(p, p.data / "val", "--steps", "0"), 2, "--steps: must be at least 1"),
     ("eval-motion-guidance-negative", "benchmark", lambda p: eval_args(p, p.data / "val", "--motion-guidance", "-1"), 2,
      "motion_guidance must be a finite number >= 0"),
+    ("eval-loop-end-before-start", "benchmark", lambda p: eval_args(p, p.data / "val", "--loop-start", "0.5", "--loop-end",
+                                                                     "0.25"), 2, "loop_end 0.25 comes before loop_start 0.5"),
     ("eval-out-is-a-file", "benchmark", lambda p: [*eval_args(p, p.data / "val"), "--out", p.work / "plain-file"], 2, "is a file"),
     ("compare-no-manifest", "benchmark", lambda p: compare_args(p, manifest=p.work / "v1" / "manifest.json"), 2, "python -m data.build"),
     ("compare-sds-iters-0", "benchmark", lambda p: compare_args(p, "--sds-iters", "0"), 2, "--sds-iters: must be at least 1"),
@@ -232,6 +234,13 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(case, command, argv, 
     with pytest.raises(SystemExit) as exit:
         MAINS[command]([str(a) for a in argv(place)])
     assert_contract(exit.value.code, capsys.readouterr().err, code, message, before, place)
+
+
+def test_eval_leaves_a_lone_loop_end_to_the_models_saved_loop_start(place):
+    import benchmark
+    # The shipped default loop_start is 1 (off); a model may save another, so 0.8 alone is no usage error here.
+    benchmark.check_arguments(benchmark.parser().parse_args([str(a) for a in eval_args(place, place.data / "val",
+                                                                                         "--loop-end", "0.8")]))
 
 
 def test_at_least_40_cases_over_every_entry_point():
