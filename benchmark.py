@@ -10,6 +10,7 @@ For each held-out clip (its orbit ring plus extra views rendered by Blender):
               Gaussians re-rendered at the generated views against the generated images (no ground truth), also
               masked to the object, with the object's coverage of the views, so an empty generation cannot score well.
 `--head-only` scores recon alone (no diffusion sampling: seconds a clip instead of a minute), for work on the head.
+`--refine-steps N` refines recon's and video-to-4D's Gaussians against their input views, as infer.py does.
 Recon and video-to-4D are also scored for geometry at the extra views: ghosting, the share of rendered opacity
 outside the true silhouette (ghost copies, floaters), and, where the shards carry Blender's depth, the mean
 absolute depth error inside the true silhouette (normalised object units, the object's radius is 0.5). An empty
@@ -70,6 +71,7 @@ from evaluation.metrics import (coverage, flicker, geometry_metrics, image_metri
 from evaluation.report import (COLUMNS, EMPTY, FEED_FORWARD, TRUTH_COLUMNS, cell, load_average, plot, provenance, read_results,
                                readme_files, report, summarise, tables, with_readme_block, write_results)
 from model.sampling import LOOP_OUTPUTS, SAMPLERS, PipelineDefaults, Sampling
+from recon.refine import refine_to_views
 from recon.render import render_views
 
 TASKS = ("video", "image", "text")
@@ -90,6 +92,7 @@ class EvalOptions:
     seed: int = 0
     sampling: Sampling = Sampling()
     head_only: bool = False  # score only the head from the true views (no diffusion sampling)
+    refine_steps: int = 0  # test-time refinement of recon's and video-to-4D's Gaussians against their input views
 
 
 @dataclass(frozen=True)
@@ -141,15 +144,18 @@ def load_models(model: Path, device: torch.device, sampling: Sampling = Sampling
     return pipeline, head
 
 
-def feed_forward(pipeline, head, sample: dict, task: str, ring: int, seed: int, steps: int, azimuth: float = 0.0):
+def feed_forward(pipeline, head, sample: dict, task: str, ring: int, seed: int, steps: int, azimuth: float = 0.0,
+                 refine_steps: int = 0):
     """infer.feed_forward on one held-out clip: its caption, and for video-/image-to-4D ring view 0's frames (or first
-    frame), at the clip's elevation and size. Returns (Generation, Gaussians [1, F, N] on the head's device)."""
+    frame), at the clip's elevation and size, refined for `refine_steps` against the generated views. Returns
+    (Generation, Gaussians [1, F, N] on the head's device)."""
     import infer
 
     rgb = composite(sample["images"], 1.0)  # [1, V, F, 3, H, W] over white
     generated, gaussians = infer.feed_forward(pipeline, head, sample["caption"][0], **given_view(rgb, task), views=ring,
                                               frames=rgb.shape[2], elevation=sample["meta"][0].elevations[0],
-                                              azimuth=azimuth, steps=steps, size=tuple(rgb.shape[-2:]), seed=seed, progress=False)
+                                              azimuth=azimuth, steps=steps, size=tuple(rgb.shape[-2:]), seed=seed,
+                                              refine_steps=refine_steps, progress=False)
     return generated, gaussians.map(lambda t: t[None].to(next(head.parameters()).device))
 
 
@@ -188,12 +194,13 @@ def generated_measures(images: torch.Tensor, truth_ring: torch.Tensor, patch: in
             "seam_ratio": patch_seam_ratio(images, patch), "coverage": coverage(images)}
 
 
-def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int, head_only: bool = False
-                  ) -> tuple[dict, torch.Tensor]:
+def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int, head_only: bool = False,
+                  refine_steps: int = 0) -> tuple[dict, torch.Tensor]:
     """The evaluations of one held-out clip; returns (metrics, comparison rows [R, V_extra, 3, H, W] at frame 0:
     truth, recon and, unless `head_only`, video-to-4D).
 
-    PSNR/SSIM at the held-out views for the head from the true ring views and an empty (white) render, then (unless
+    PSNR/SSIM at the held-out views for the head from the true ring views (refined against them for `refine_steps`,
+    colour over white only, as infer.py refines generated views) and an empty (white) render, then (unless
     `head_only`) the diffusion tasks (`evaluate_generation`).
     """
     rgb = composite(sample["images"], 1.0)  # [1, V, F, 3, H, W] over white
@@ -204,28 +211,32 @@ def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int
 
     with torch.no_grad():
         recon = head(rgb[:, :ring], c2w[:, :ring], K[:, :ring])  # [1, F, N]
+    if refine_steps:
+        recon = refine_to_views(recon, rgb[:, :ring], c2w[:, :ring], K[:, :ring], refine_steps, progress=False)
     metrics["recon"], recon_views = held_out_scores(recon, c2w[:, held_out], K[:, held_out], sample, held_out)
     rows = [rgb[0, held_out, 0], recon_views[0, :, 0]]  # [E, 3, H, W] each
     if not head_only:
-        generated, video_views = evaluate_generation(pipeline, head, sample, ring, steps, seed)
+        generated, video_views = evaluate_generation(pipeline, head, sample, ring, steps, seed, refine_steps)
         metrics |= generated
         rows.append(video_views[0, :, 0])
     metrics["seconds"] = round(time.perf_counter() - clock, 2)
     return metrics, torch.stack(rows)
 
 
-def evaluate_generation(pipeline, head, sample: dict, ring: int, steps: int, seed: int) -> tuple[dict, torch.Tensor]:
+def evaluate_generation(pipeline, head, sample: dict, ring: int, steps: int, seed: int, refine_steps: int = 0
+                        ) -> tuple[dict, torch.Tensor]:
     """Video-to-4D and text-to-4D on one held-out clip: (their metrics, video-to-4D's renders [1, E, F, 3, H, W] at
     the held-out views).
 
     Video-to-4D: PSNR/SSIM and geometry at the held-out views. For the generated ring views (video-to-4D's views 1..
     and text-to-4D's, the latter at the clip's own ring cameras): silhouette IoU, motion ratio, patch-seam ratio and
     coverage (`generated_measures`). Text-to-4D: consistency (the Gaussians re-rendered at the generated views against
-    them), also masked to the object.
+    them), also masked to the object. Video-to-4D's Gaussians are refined for `refine_steps`; text-to-4D's never are:
+    fitted to the views, they would agree with them whatever the views' disagreement that consistency measures.
     """
     held_out, patch = slice(ring, None), pipeline.transformer.config.patch_size
     truth_ring = sample["images"][0, :ring]  # [V, F, 4, H, W]
-    video, video4d = feed_forward(pipeline, head, sample, "video", ring, seed, steps)
+    video, video4d = feed_forward(pipeline, head, sample, "video", ring, seed, steps, refine_steps=refine_steps)
     video_cameras = held_out_cameras(sample, ring)  # camera-z depth is unchanged by the turn about +Y
     video_scores, video_views = held_out_scores(video4d, *video_cameras, sample, held_out)
     metrics = {"video_to_4d": video_scores | generated_measures(video.images[1:], truth_ring[1:], patch)}
@@ -264,7 +275,7 @@ def run_eval(options: EvalOptions) -> dict:
     results = []
     for sample in held_out_samples(options.clips):
         metrics, rows = evaluate_clip(pipeline, head, sample, options.clips.views, options.steps, options.seed,
-                                      options.head_only)
+                                      options.head_only, options.refine_steps)
         results.append({"key": sample["key"][0], "caption": sample["caption"][0], **metrics})
         grid_image(rows).save(options.out / f"{sample['key'][0]}.png")
         print(f"{sample['key'][0]}: " + ", ".join(f"{t} {m['psnr']:.2f} dB" for t, m in metrics.items() if isinstance(m, dict) and "psnr" in m))
@@ -273,6 +284,7 @@ def run_eval(options: EvalOptions) -> dict:
     assets = sorted({asset_of(r["key"]) for r in results})
     means = mean_of(results)
     summary = {"model": str(options.model), "data": options.clips.data, "clips": len(results), "steps": options.steps,
+               "refine_steps": options.refine_steps,
                **{k: getattr(pipeline.defaults, k) for k in asdict(options.sampling)}, "mean": means,
                "margin_over_empty": margins(means),
                "per_asset": {a: mean_of([r for r in results if asset_of(r["key"]) == a]) for a in assets}, "per_clip": results}
@@ -514,6 +526,8 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=non_negative_int, default=0)
     ev.add_argument("--head-only", action="store_true",
                     help="score only the head from the true ring views: no diffusion sampling, seconds per clip")
+    ev.add_argument("--refine-steps", type=non_negative_int, default=0,
+                    help="refine recon's and video-to-4D's Gaussians against their input views, as infer.py does (0: off)")
     for command in (cmp, sc):
         command.add_argument("--train-manifest", type=Path, required=True,
                              help="the data set's manifest.json; no val asset may be in its train split")
@@ -551,7 +565,7 @@ def options_of(args: argparse.Namespace, argv: list[str], out: Path):
     sampling = Sampling.of(args)
     if args.command == "eval":
         return EvalOptions(args.model, clips, out, steps=args.steps, seed=args.seed, sampling=sampling,
-                           head_only=args.head_only)
+                           head_only=args.head_only, refine_steps=args.refine_steps)
     return CompareOptions(args.model, clips, args.train_manifest, out, tasks=tuple(dict.fromkeys(args.tasks)), steps=args.steps,
                           budgets=tuple(sorted(set(args.sds_iters))), seeds=tuple(dict.fromkeys(args.seeds)),
                           recipes=tuple(dict.fromkeys(args.sds_recipe)), sds_gaussians=args.sds_gaussians, device=args.device,

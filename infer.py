@@ -314,7 +314,7 @@ def feed_forward(pipeline, head, prompt: str, image: torch.Tensor | None = None,
 
     The views sit on a ring at `elevation` degrees with view 0 at `azimuth`, `size` (H, W) pixels (None: the given
     image's, else the pipeline's). `sampling` overrides the pipeline's saved sampling defaults; `stages` times and reports the two stages; progress=False hides the denoising
-    progress bar. Returns (Generation, Gaussians [F, N] on the CPU).
+    and refinement progress bars. Returns (Generation, Gaussians [F, N] on the CPU).
     """
     stages = stages or Stages(total=0, report=lambda *_: None)
     torch.manual_seed(seed)
@@ -324,10 +324,10 @@ def feed_forward(pipeline, head, prompt: str, image: torch.Tensor | None = None,
                         elevation=elevation, azimuth=azimuth, num_inference_steps=steps,
                         reconstruct=head.render_back, generator=torch.Generator().manual_seed(seed),
                         sampling=sampling, progress=progress)
-    return result, stages.run("4D Gaussians", reconstruct, head, result, refine_steps)
+    return result, stages.run("4D Gaussians", reconstruct, head, result, refine_steps, progress)
 
 
-def reconstruct(head, result, refine_steps: int):
+def reconstruct(head, result, refine_steps: int, progress: bool = True):
     """Generated views and cameras -> Gaussians [F, N] (refined against the views when refine_steps > 0)."""
     device = next(head.parameters()).device
     images = result.images[None].to(device)  # [1, V, F, 3, H, W]
@@ -335,13 +335,9 @@ def reconstruct(head, result, refine_steps: int):
     with torch.no_grad():
         gaussians = head(images, c2w, K)  # [1, F, N]
     if refine_steps > 0:
-        from recon.losses import LossWeights
-        from recon.refine import refine
+        from recon.refine import refine_to_views
 
-        rgba = torch.cat([images, torch.ones_like(images[:, :, :, :1])], dim=3)  # [1, V, F, 4, H, W] (opaque over white)
-        # Generated views carry no alpha: fit only the colour over white. An alpha target of 1 everywhere would
-        # grow the splats until they fill the frame.
-        gaussians = refine(gaussians, {"images": rgba, "c2w": c2w, "K": K}, steps=refine_steps, weights=LossWeights(alpha=0.0))
+        gaussians = refine_to_views(gaussians, images, c2w, K, refine_steps, progress)  # [1, F, N]
     return gaussians.map(lambda t: t[0].cpu())  # [F, N]
 
 

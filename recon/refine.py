@@ -66,3 +66,13 @@ def refine(
         opt.step()
         bar.set_postfix(psnr=f"{metrics['psnr']:.2f}")
     return Gaussians.from_raw(**{name: p.detach() for name, p in params.items()})
+
+
+def refine_to_views(gaussians: Gaussians, images: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, steps: int,
+                    progress: bool = True) -> Gaussians:
+    """`refine` against views that carry no alpha: images [B, V, F, 3, H, W] over white, c2w [B, V, F, 4, 4],
+    K [B, V, 3, 3]. Fits only the colour over white (generated views have no silhouette to fit; an alpha target of 1
+    everywhere would grow the splats until they fill the frame). Returns the refined Gaussians [B, F, N]."""
+    rgba = torch.cat([images, torch.ones_like(images[:, :, :, :1])], dim=3)  # [B, V, F, 4, H, W], opaque over white
+    return refine(gaussians, {"images": rgba, "c2w": c2w, "K": K}, steps=steps, weights=LossWeights(alpha=0.0),
+                  progress=progress)

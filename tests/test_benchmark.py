@@ -54,6 +54,17 @@ def test_eval_head_only_scores_the_head_alone_with_the_same_numbers(tiny_model, 
     assert "| recon |" in capsys.readouterr().out
 
 
+@pytest.mark.blender
+def test_eval_refine_steps_fit_the_head_to_its_views_and_are_recorded(tiny_model, demo_shards, tmp_path):
+    common = ["eval", "--model", str(tiny_model), "--data", str(demo_shards / "val"), "--head-only"]
+    benchmark.main([*common, "--out", str(tmp_path / "plain")])
+    benchmark.main([*common, "--refine-steps", "30", "--out", str(tmp_path / "refined")])
+    plain, refined = (json.loads((tmp_path / name / "eval.json").read_text()) for name in ("plain", "refined"))
+    assert (plain["refine_steps"], refined["refine_steps"]) == (0, 30)
+    assert refined["mean"]["recon"]["psnr"] != plain["mean"]["recon"]["psnr"]  # the head's Gaussians were refined
+    assert refined["mean"]["empty_render"] == plain["mean"]["empty_render"]
+
+
 def test_eval_without_data_is_a_clear_error(tiny_model, tmp_path):
     with pytest.raises(SystemExit, match="no shards found"):
         benchmark.main(["eval", "--model", str(tiny_model), "--data", str(tmp_path), "--out", str(tmp_path / "o")])
