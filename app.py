@@ -69,11 +69,13 @@ class Generator:
         """One request -> (multiview.mp4, orbit.mp4, viewer HTML, download files, status line).
 
         motion_guidance: its scale (None: the model's). one_object: reconstruction in the loop on or off (`ONE_OBJECT`;
-        None: the model's). Raises ValueError (infer.InferError among them) on bad input, before writing anything."""
+        None: the model's). refine_steps: below 0, infer.py's default for the input (`infer.refine_steps_for`).
+        Raises ValueError (infer.InferError among them) on bad input, before writing anything."""
         motion = None if motion_guidance is None else float(motion_guidance)
         sampling = Sampling(guidance=float(guidance), motion_guidance=motion, **ONE_OBJECT[one_object])
+        refine = None if refine_steps < 0 else int(refine_steps)
         settings = infer.Settings(views=None, frames=None, steps=int(steps), seed=int(seed), elevation=15.0,
-                                  video_size=int(video_size), refine_steps=int(refine_steps), sampling=sampling, mesh=bool(mesh))
+                                  video_size=int(video_size), refine_steps=refine, sampling=sampling, mesh=bool(mesh))
         out = self.out_root / folder_name(prompt or "")
         meta = infer.generate_with(self.pipeline, self.head, self.model, prompt, out, settings,
                                    Path(image) if image else None, Path(video) if video else None,
@@ -119,7 +121,8 @@ def build_app(generator: Generator):
                     one_object = gr.Checkbox(value=defaults.loop_start < 1.0, label="Views of one object (reconstruction in "
                                              "the loop; best with motion guidance 2)")
                     seed = gr.Number(value=0, precision=0, label="Seed")
-                    refine_steps = gr.Slider(0, 200, value=0, step=10, label="Refinement steps (0: off)")
+                    refine_steps = gr.Slider(-1, 200, value=-1, step=1, label=f"Refinement steps (-1: {infer.VIDEO_REFINE_STEPS} "
+                                             "against a given video, none without one; 0: off)")
                     video_size = gr.Slider(64, 512, value=256, step=32, label="Orbit video size (pixels)", elem_id="video-size")
                     mesh = gr.Checkbox(value=True, label="Animated mesh (animated.glb)")
                 button = gr.Button("Generate", variant="primary", elem_id="generate")

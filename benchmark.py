@@ -10,7 +10,8 @@ For each held-out clip (its orbit ring plus extra views rendered by Blender):
               Gaussians re-rendered at the generated views against the generated images (no ground truth), also
               masked to the object, with the object's coverage of the views, so an empty generation cannot score well.
 `--head-only` scores recon alone (no diffusion sampling: seconds a clip instead of a minute), for work on the head.
-`--refine-steps N` refines recon's and video-to-4D's Gaussians against their input views, as infer.py does.
+`--refine-steps N` refines recon's and video-to-4D's Gaussians against their input views, as infer.py does (by
+default only video-to-4D's, by infer.py's default; the head alone is scored from the true views).
 Recon and video-to-4D are also scored for geometry at the extra views: ghosting, the share of rendered opacity
 outside the true silhouette (ghost copies, floaters), and, where the shards carry Blender's depth, the mean
 absolute depth error inside the true silhouette (normalised object units, the object's radius is 0.5). An empty
@@ -92,7 +93,8 @@ class EvalOptions:
     seed: int = 0
     sampling: Sampling = Sampling()
     head_only: bool = False  # score only the head from the true views (no diffusion sampling)
-    refine_steps: int = 0  # test-time refinement of recon's and video-to-4D's Gaussians against their input views
+    refine_steps: int | None = None  # refinement against the input views: recon's and video-to-4D's (None: infer.py's
+    # default, the head alone for recon)
 
 
 @dataclass(frozen=True)
@@ -145,10 +147,10 @@ def load_models(model: Path, device: torch.device, sampling: Sampling = Sampling
 
 
 def feed_forward(pipeline, head, sample: dict, task: str, ring: int, seed: int, steps: int, azimuth: float = 0.0,
-                 refine_steps: int = 0):
+                 refine_steps: int | None = 0):
     """infer.feed_forward on one held-out clip: its caption, and for video-/image-to-4D ring view 0's frames (or first
-    frame), at the clip's elevation and size, refined for `refine_steps` against the generated views. Returns
-    (Generation, Gaussians [1, F, N] on the head's device)."""
+    frame), at the clip's elevation and size, refined for `refine_steps` as infer.py refines (None: its default).
+    Returns (Generation, Gaussians [1, F, N] on the head's device)."""
     import infer
 
     rgb = composite(sample["images"], 1.0)  # [1, V, F, 3, H, W] over white
@@ -195,13 +197,13 @@ def generated_measures(images: torch.Tensor, truth_ring: torch.Tensor, patch: in
 
 
 def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int, head_only: bool = False,
-                  refine_steps: int = 0) -> tuple[dict, torch.Tensor]:
+                  refine_steps: int | None = None) -> tuple[dict, torch.Tensor]:
     """The evaluations of one held-out clip; returns (metrics, comparison rows [R, V_extra, 3, H, W] at frame 0:
     truth, recon and, unless `head_only`, video-to-4D).
 
     PSNR/SSIM at the held-out views for the head from the true ring views (refined against them for `refine_steps`,
-    colour over white only, as infer.py refines generated views) and an empty (white) render, then (unless
-    `head_only`) the diffusion tasks (`evaluate_generation`).
+    colour over white only, as infer.py refines; None: not refined) and an empty (white) render, then (unless
+    `head_only`) the diffusion tasks (`evaluate_generation`, which passes `refine_steps` on).
     """
     rgb = composite(sample["images"], 1.0)  # [1, V, F, 3, H, W] over white
     c2w, K = sample["c2w"], sample["K"]
@@ -223,7 +225,7 @@ def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int
     return metrics, torch.stack(rows)
 
 
-def evaluate_generation(pipeline, head, sample: dict, ring: int, steps: int, seed: int, refine_steps: int = 0
+def evaluate_generation(pipeline, head, sample: dict, ring: int, steps: int, seed: int, refine_steps: int | None = None
                         ) -> tuple[dict, torch.Tensor]:
     """Video-to-4D and text-to-4D on one held-out clip: (their metrics, video-to-4D's renders [1, E, F, 3, H, W] at
     the held-out views).
@@ -231,7 +233,8 @@ def evaluate_generation(pipeline, head, sample: dict, ring: int, steps: int, see
     Video-to-4D: PSNR/SSIM and geometry at the held-out views. For the generated ring views (video-to-4D's views 1..
     and text-to-4D's, the latter at the clip's own ring cameras): silhouette IoU, motion ratio, patch-seam ratio and
     coverage (`generated_measures`). Text-to-4D: consistency (the Gaussians re-rendered at the generated views against
-    them), also masked to the object. Video-to-4D's Gaussians are refined for `refine_steps`; text-to-4D's never are:
+    them), also masked to the object. Video-to-4D's Gaussians are refined as infer.py refines (`refine_steps`, None: its
+    default); text-to-4D's never are:
     fitted to the views, they would agree with them whatever the views' disagreement that consistency measures.
     """
     held_out, patch = slice(ring, None), pipeline.transformer.config.patch_size
@@ -284,7 +287,7 @@ def run_eval(options: EvalOptions) -> dict:
     assets = sorted({asset_of(r["key"]) for r in results})
     means = mean_of(results)
     summary = {"model": str(options.model), "data": options.clips.data, "clips": len(results), "steps": options.steps,
-               "refine_steps": options.refine_steps,
+               "refine_steps": options.refine_steps,  # null: infer.py's default (video-to-4D), none for recon
                **{k: getattr(pipeline.defaults, k) for k in asdict(options.sampling)}, "mean": means,
                "margin_over_empty": margins(means),
                "per_asset": {a: mean_of([r for r in results if asset_of(r["key"]) == a]) for a in assets}, "per_clip": results}
@@ -526,8 +529,9 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=non_negative_int, default=0)
     ev.add_argument("--head-only", action="store_true",
                     help="score only the head from the true ring views: no diffusion sampling, seconds per clip")
-    ev.add_argument("--refine-steps", type=non_negative_int, default=0,
-                    help="refine recon's and video-to-4D's Gaussians against their input views, as infer.py does (0: off)")
+    ev.add_argument("--refine-steps", type=non_negative_int,
+                    help="refine recon's and video-to-4D's Gaussians against their input views, as infer.py does (0: off; "
+                         "default: infer.py's for video-to-4D, none for recon)")
     for command in (cmp, sc):
         command.add_argument("--train-manifest", type=Path, required=True,
                              help="the data set's manifest.json; no val asset may be in its train split")

@@ -26,11 +26,12 @@ PROMPT = "a small red ball bouncing"
 def test_app_runs_infers_job_on_models_loaded_once(tiny_model, tmp_path):
     generator = app.Generator(tiny_model, "cpu", tmp_path / "app")
     pipeline = generator.pipeline
-    multiview, orbit, iframe, downloads, status = generator(PROMPT, None, None, 2, 3.0, 5, 0, 32, True)
+    multiview, orbit, iframe, downloads, status = generator(PROMPT, None, None, 2, 3.0, 5, -1, 32, True)  # -1: the slider's
     infer.main([PROMPT, "--out", str(tmp_path / "cli"), "--model", str(tiny_model), "--steps", "2", "--seed", "5", "--video-size", "32"])
     for f in range(3):  # the same settings give the same Gaussians as infer.py
         ours, theirs = (read_ply(folder / "ply" / f"frame_{f:03d}.ply") for folder in (Path(multiview).parent, tmp_path / "cli"))
         assert torch.equal(ours.means, theirs.means) and torch.equal(ours.colours, theirs.colours)
+    assert json.loads((Path(multiview).parent / "meta.json").read_text())["settings"]["refine_steps"] == 0  # infer.py's
     assert Path(orbit).is_file() and iframe.startswith("<iframe") and "srcdoc=" in iframe and "<script>" not in iframe  # escaped
     assert [Path(d).suffix for d in downloads] == [".zip", ".glb"] and "3 frames" in status
     assert sorted(zipfile.ZipFile(downloads[0]).namelist()) == [f"frame_{f:03d}.ply" for f in range(3)]

@@ -13,9 +13,11 @@ from einops import rearrange
 from PIL import Image
 
 import infer
+import recon.refine
 from model.pipeline import MultiViewVideoPipeline
 from recon.export import read_ply
 from recon.gaussians import Gaussians
+from recon.refine import refine_to_views
 from recon.render import render
 
 
@@ -36,6 +38,7 @@ def test_text_to_4d_writes_every_output(tiny_model, tmp_path):
     meta = json.loads((out / "meta.json").read_text())
     assert meta["prompt"] == "a small red ball bouncing" and meta["mode"] == "text" and meta["settings"]["seed"] == 0
     assert meta["views"] == 2 and meta["frames"] == 3 and set(meta["seconds"]) >= {"multiview video", "4D Gaussians", "animated mesh"}
+    assert meta["settings"]["refine_steps"] == 0  # generated views only: not refined by default
     gaussians = read_ply(plys[0])
     assert gaussians.num_gaussians == meta["gaussians_per_frame"] > 0
     assert not list(tmp_path.glob(".ball*"))  # no temporary folder left
@@ -128,6 +131,27 @@ def test_video_to_4d_follows_the_given_video(tiny_model, tmp_path):
     assert red.sum((1, 2)).min() > 20 and columns[1] > columns[0] + 0.8 and columns[2] > columns[1] + 1.5  # moving right
     right, down = read_frames(tmp_path / "right"), read_frames(tmp_path / "down")  # the same seed, another video
     assert not torch.allclose(right.colours, down.colours)  # (the tiny head's zero-initialised decoder keeps means on their rays)
+
+
+def test_video_to_4d_refines_against_the_given_video_alone_by_default(tiny_model, tmp_path, monkeypatch):
+    frames = np.full((4, 40, 40, 3), 255, np.uint8)
+    frames[:, 10:30, 10:30] = (30, 30, 220)  # a blue square on white
+    iio.imwrite(tmp_path / "blue.mp4", frames, fps=4, macro_block_size=1)
+    fitted = []  # the views each refinement was given, [1, V, F, 3, H, W]
+
+    def spy(gaussians, images, *args, **kwargs):
+        fitted.append(images)
+        return refine_to_views(gaussians, images, *args, **kwargs)
+
+    monkeypatch.setattr(recon.refine, "refine_to_views", spy)
+    run(tiny_model, tmp_path / "video", "--video", tmp_path / "blue.mp4")
+    assert len(fitted) == 1 and fitted[0].shape[:2] == (1, 1)  # one view: the given one
+    front = views_of(tmp_path / "video", 2)[0]  # [F, 3, H, W] view 0 as written, the given video
+    assert (fitted[0][0, 0] - front).abs().mean() < 0.03  # (up to the video codec)
+    meta = json.loads((tmp_path / "video" / "meta.json").read_text())
+    assert meta["settings"]["refine_steps"] == infer.VIDEO_REFINE_STEPS > 0
+    run(tiny_model, tmp_path / "off", "--video", tmp_path / "blue.mp4", "--refine-steps", 0)
+    assert len(fitted) == 1  # not refined
 
 
 def test_bad_input_exits_with_a_message_and_writes_nothing(tiny_model, tmp_path):
