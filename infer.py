@@ -3,6 +3,7 @@
     python infer.py "a small red four-legged animal walking" --out outputs/walker
     python infer.py "a wolf" --image wolf.png --out outputs/wolf          # image-to-4D: view 0, frame 0 given
     python infer.py "a wolf" --video wolf.mp4 --out outputs/wolf-video    # video-to-4D: view 0, every frame given
+    python infer.py "a wolf" --multiview views.mp4 --out outputs/wolf-4d  # 4D reconstruction of given views, no diffusion
 
 Writes into --out (built under a temporary name and renamed when complete, so a failed run leaves nothing):
   multiview.mp4    the generated views x frames, views side by side, one video frame per animation frame
@@ -27,7 +28,7 @@ import torch
 from data.atomic import atomic_folder
 from data.cli import (Failure, UsageError, check_device, check_output, entry_point, finite_float, fraction, non_negative_int,
                       positive_int)
-from model.sampling import LOOP_OUTPUTS, SAMPLERS, Sampling  # a light module: no diffusers
+from model.sampling import LOOP_OUTPUTS, SAMPLERS, PipelineDefaults, Sampling  # a light module: no diffusers
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "zoetrope4d-cpu-small"
 FPS = 8  # animation frames per second in multiview.mp4, viewer.html and animated.glb
@@ -151,10 +152,9 @@ def load_image(path: Path, height: int, width: int) -> torch.Tensor:
     return torch.from_numpy(over_white(image, height, width)).permute(2, 0, 1)  # [3, H, W]
 
 
-def load_video(path: Path, frames: int, height: int, width: int) -> torch.Tensor:
-    """A video (mp4, gif, ...) -> `frames` frames evenly spread over it, RGB [F, 3, H, W] in [0, 1]."""
+def read_clip(path: Path, frames: int) -> np.ndarray:
+    """A video (mp4, gif, ...) -> `frames` frames evenly spread over it, [F, H, W, C] as stored."""
     import imageio.v3 as iio
-    from PIL import Image
 
     try:
         clip = iio.imread(path, index=None)  # [T, H, W, C]
@@ -162,9 +162,29 @@ def load_video(path: Path, frames: int, height: int, width: int) -> torch.Tensor
         raise InferError(f"cannot read video {path}: {err}") from None
     if clip.ndim != 4 or len(clip) < frames:
         raise InferError(f"video {path} has {len(clip) if clip.ndim == 4 else 0} frames; at least {frames} are needed")
-    picks = np.linspace(0, len(clip) - 1, frames).round().astype(int)
-    out = np.stack([over_white(Image.fromarray(clip[i]), height, width) for i in picks])  # [F, H, W, 3]
+    return clip[np.linspace(0, len(clip) - 1, frames).round().astype(int)]
+
+
+def load_video(path: Path, frames: int, height: int, width: int) -> torch.Tensor:
+    """A video -> `frames` frames evenly spread over it, RGB [F, 3, H, W] in [0, 1], over white, resized."""
+    from PIL import Image
+
+    out = np.stack([over_white(Image.fromarray(frame), height, width) for frame in read_clip(path, frames)])  # [F, H, W, 3]
     return torch.from_numpy(out).permute(0, 3, 1, 2)  # [F, 3, H, W]
+
+
+def load_multiview(path: Path, views: int, frames: int, height: int, width: int) -> torch.Tensor:
+    """A multiview video laid out as infer.py writes multiview.mp4 (the views side by side, view 0 on the left) ->
+    RGB [V, F, 3, H, W] in [0, 1], each view over white and resized."""
+    from PIL import Image
+
+    clip = read_clip(path, frames)  # [F, H', V * W', C]
+    if clip.shape[2] % views:
+        raise InferError(f"multiview video {path} is {clip.shape[2]} pixels wide: not {views} views side by side "
+                         "(--views sets how many)")
+    tiles = np.split(clip, views, axis=2)  # V x [F, H', W', C]
+    out = np.stack([[over_white(Image.fromarray(frame), height, width) for frame in tile] for tile in tiles])  # [V, F, H, W, 3]
+    return torch.from_numpy(out).permute(0, 1, 4, 2, 3)  # [V, F, 3, H, W]
 
 
 # ----------------------------------------------------------------------------- generation
@@ -252,44 +272,52 @@ def write_mesh(path: Path, gaussians) -> None:
     write_animated_glb(path, extract_meshes(gaussians), FPS)
 
 
-def check_request(prompt: str, image: Path | None, video: Path | None) -> None:
+def check_request(prompt: str, image: Path | None, video: Path | None, multiview: Path | None = None) -> None:
     """Raises InferError on a request that cannot run, before any work."""
     if not prompt or not prompt.strip():
         raise InferError("the prompt is empty: describe the object, e.g. \"a small red ball bouncing\"")
     if image is not None and video is not None:
         raise InferError("give --image or --video, not both")
+    if multiview is not None and (image is not None or video is not None):
+        raise InferError("--multiview is reconstructed as it is: give no --image or --video with it")
 
 
 def generate(prompt: str, out: Path, model: Path, settings: Settings, device: str = "cpu",
-             image: Path | None = None, video: Path | None = None) -> dict:
+             image: Path | None = None, video: Path | None = None, multiview: Path | None = None) -> dict:
     """Load the model and run the whole job; returns meta.json's content. Raises InferError on bad input before
     writing anything."""
-    check_request(prompt, image, video)
+    check_request(prompt, image, video, multiview)
     check_model_folder(model)
     stages = Stages(total=1)  # generate_with adds its own stages
     pipeline, head = stages.run("load model", load_models, model, torch.device(device))
-    return generate_with(pipeline, head, model, prompt, out, settings, image, video, stages)
+    return generate_with(pipeline, head, model, prompt, out, settings, image, video, stages, multiview)
 
 
 def generate_with(pipeline, head, model: Path, prompt: str, out: Path, settings: Settings, image: Path | None = None,
-                  video: Path | None = None, stages: Stages | None = None) -> dict:
+                  video: Path | None = None, stages: Stages | None = None, multiview: Path | None = None) -> dict:
     """The job on models already loaded (`load_models` of the folder `model`), shared by infer.py and app.py;
-    returns meta.json's content. Raises InferError on bad input before writing anything."""
+    returns meta.json's content. `multiview`: reconstruct that multiview video instead of generating one (the
+    prompt only names the result). Raises InferError on bad input before writing anything."""
     from recon.export import write_frames, write_orbit_video
 
-    check_request(prompt, image, video)
-    settings = replace(settings, refine_steps=refine_steps_for(settings.refine_steps, video is not None))  # as recorded
+    check_request(prompt, image, video, multiview)
+    views_given = video is not None or multiview is not None
+    settings = replace(settings, refine_steps=refine_steps_for(settings.refine_steps, views_given))  # as recorded
     stages = stages or Stages(total=0)
     stages.total = stages.done + 6 + settings.mesh
     d = settings.sampling.over(pipeline.defaults)
     V, F, sampling = settings.views or d.num_views, settings.frames or d.num_frames, Sampling.of(d)  # resolved once: used and recorded
-    given = dict(
-        image=load_image(image, d.height, d.width) if image else None,
-        video=load_video(video, F, d.height, d.width) if video else None,
-    )
-    result, gaussians = feed_forward(pipeline, head, prompt, **given, views=V, frames=F, elevation=settings.elevation,
-                                     steps=settings.steps, seed=settings.seed,
-                                     refine_steps=settings.refine_steps, stages=stages, sampling=sampling)
+    if multiview is not None:
+        result = stages.run("multiview video", given_multiview, multiview, V, F, d, settings.elevation)
+        gaussians = stages.run("4D Gaussians", reconstruct, head, result, settings.refine_steps)  # fits every view
+    else:
+        given = dict(
+            image=load_image(image, d.height, d.width) if image else None,
+            video=load_video(video, F, d.height, d.width) if video else None,
+        )
+        result, gaussians = feed_forward(pipeline, head, prompt, **given, views=V, frames=F, elevation=settings.elevation,
+                                         steps=settings.steps, seed=settings.seed,
+                                         refine_steps=settings.refine_steps, stages=stages, sampling=sampling)
 
     with atomic_folder(out) as tmp:
         stages.run("write multiview.mp4", write_multiview_video, tmp / "multiview.mp4", result.images, FPS)
@@ -299,8 +327,9 @@ def generate_with(pipeline, head, model: Path, prompt: str, out: Path, settings:
         stages.run("write viewer.html", write_viewer, tmp / "viewer.html", gaussians, prompt)
         if settings.mesh:
             stages.run("animated mesh", write_mesh, tmp / "animated.glb", gaussians)
-        meta = {"prompt": prompt, "mode": "video" if video else "image" if image else "text",
+        meta = {"prompt": prompt, "mode": "multiview" if multiview else "video" if video else "image" if image else "text",
                 "image": str(image) if image else None, "video": str(video) if video else None,
+                "multiview": str(multiview) if multiview else None,
                 "model": str(model), "device": str(next(head.parameters()).device), "settings": asdict(settings),
                 "views": V, "frames": F, "fps": FPS, **asdict(sampling),
                 "gaussians_per_frame": gaussians.num_gaussians, "seconds": stages.seconds,
@@ -328,22 +357,33 @@ def feed_forward(pipeline, head, prompt: str, image: torch.Tensor | None = None,
                         elevation=elevation, azimuth=azimuth, num_inference_steps=steps,
                         reconstruct=head.render_back, generator=torch.Generator().manual_seed(seed),
                         sampling=sampling, progress=progress)
+    fit = slice(0, 1) if video is not None else slice(None)  # the views refinement fits: the given one, else all
     refine_steps = refine_steps_for(refine_steps, video is not None)
-    return result, stages.run("4D Gaussians", reconstruct, head, result, refine_steps, video is not None, progress)
+    return result, stages.run("4D Gaussians", reconstruct, head, result, refine_steps, fit, progress)
 
 
-def refine_steps_for(refine_steps: int | None, video_given: bool) -> int:
-    """The refinement steps of one generation: `refine_steps` when set, else VIDEO_REFINE_STEPS with a video and none
-    without one (fitted to views that are all generated, the Gaussians follow their disagreement and score no better
-    at new views: benchmarks/results/2026-12-03-refine)."""
+def given_multiview(path: Path, views: int, frames: int, d: PipelineDefaults, elevation: float) -> Generation:
+    """A multiview video as a Generation: its views [V, F, 3, H, W] at the ring cameras infer.py generates at
+    (view 0 at azimuth 0, the views evenly spread, at `elevation`, with the model's field of view `d.fov_deg`)."""
+    from model.pipeline import Generation, MultiViewVideoPipeline
+
+    images = load_multiview(path, views, frames, d.height, d.width)  # [V, F, 3, H, W]
+    c2w, K = MultiViewVideoPipeline.cameras(views, frames, d.height, d.width, elevation, d.fov_deg, None)
+    return Generation(images, c2w, K, torch.linspace(0, 1, frames))
+
+
+def refine_steps_for(refine_steps: int | None, views_given: bool) -> int:
+    """The refinement steps of one generation: `refine_steps` when set, else VIDEO_REFINE_STEPS when views are given (a
+    video or a multiview video) and none without (fitted to views that are all generated, the Gaussians follow their
+    disagreement and score no better at new views: benchmarks/results/2026-12-03-refine)."""
     if refine_steps is not None:
         return refine_steps
-    return VIDEO_REFINE_STEPS if video_given else 0
+    return VIDEO_REFINE_STEPS if views_given else 0
 
 
-def reconstruct(head, result, refine_steps: int, video_given: bool = False, progress: bool = True):
-    """Generated views and cameras -> Gaussians [F, N], refined for `refine_steps` against the views: the given
-    video's alone (view 0, the one view known to be right) when there is one, else all of them."""
+def reconstruct(head, result, refine_steps: int, fit: slice = slice(None), progress: bool = True):
+    """A Generation's views and cameras -> Gaussians [F, N], refined for `refine_steps` against its views `fit` (with a
+    video, only the given view 0: the one known to be right)."""
     device = next(head.parameters()).device
     images = result.images[None].to(device)  # [1, V, F, 3, H, W]
     c2w, K = result.c2w[None].to(device), result.K[None].to(device)  # [1, V, F, 4, 4], [1, V, 3, 3]
@@ -352,7 +392,6 @@ def reconstruct(head, result, refine_steps: int, video_given: bool = False, prog
     if refine_steps > 0:
         from recon.refine import refine_to_views
 
-        fit = slice(0, 1) if video_given else slice(None)  # views
         gaussians = refine_to_views(gaussians, images[:, fit], c2w[:, fit], K[:, fit], refine_steps, progress)  # [1, F, N]
     return gaussians.map(lambda t: t[0].cpu())  # [F, N]
 
@@ -365,6 +404,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="output folder (replaced when the run completes)")
     p.add_argument("--image", type=Path, help="image-to-4D: the front view at the first frame")
     p.add_argument("--video", type=Path, help="video-to-4D: the front view over time")
+    p.add_argument("--multiview", type=Path, help="4D reconstruction, no diffusion: a multiview video laid out as "
+                   "multiview.mp4 (--views views side by side, view 0 the front, evenly spread on a ring at --elevation)")
     p.add_argument("--views", type=positive_int, help="views (default: the model's)")
     p.add_argument("--frames", type=positive_int, help="frames (default: the model's)")
     p.add_argument("--steps", type=positive_int, default=20, help=f"denoising steps (at most {MAX_STEPS})")
@@ -417,6 +458,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--video-size {args.video_size}: must be an even number from 16 to 2048")
     if args.image is not None and args.video is not None:
         raise UsageError("give --image or --video, not both")
+    if args.multiview is not None and (args.image is not None or args.video is not None):
+        raise UsageError("--multiview is reconstructed as it is: give no --image or --video with it")
     if args.motion_guidance is not None and args.motion_guidance < 0:
         raise UsageError(f"--motion-guidance {args.motion_guidance}: must be 0 or more (1: off)")
     if args.motion is not None and args.motion < 0:
@@ -427,7 +470,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         for option, value, choices in (("--sampler", args.sampler, SAMPLERS), ("--loop-output", args.loop_output, LOOP_OUTPUTS)):
             if value is not None and value not in choices:
                 raise UsageError(f"{option} {value!r}: choose one of {', '.join(choices)}")
-    for option in ("image", "video"):
+    for option in ("image", "video", "multiview"):
         path = getattr(args, option)
         if path is not None and not path.is_file():
             raise UsageError(f"--{option} {path}: no such file")
@@ -450,7 +493,7 @@ def main(argv=None) -> None:
         raise UsageError(f"--model: {err}") from None
     check_grid(args.model, args.views, args.frames, args.device)
     try:
-        meta = generate(args.prompt, args.out, args.model, settings, args.device, args.image, args.video)
+        meta = generate(args.prompt, args.out, args.model, settings, args.device, args.image, args.video, args.multiview)
     except (InferError, ValueError) as err:
         raise Failure(str(err)) from None
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in meta["seconds"].items())

@@ -154,10 +154,33 @@ def test_video_to_4d_refines_against_the_given_video_alone_by_default(tiny_model
     assert len(fitted) == 1  # not refined
 
 
+def test_multiview_input_is_reconstructed_as_given_and_refined_against_every_view(tiny_model, tmp_path):
+    run(tiny_model, tmp_path / "made", "--no-mesh")  # a multiview video in infer.py's own layout
+    given = tmp_path / "made" / "multiview.mp4"
+    run(tiny_model, tmp_path / "plain", "--multiview", given, "--refine-steps", 0, "--no-mesh")
+    run(tiny_model, tmp_path / "refined", "--multiview", given, "--no-mesh")
+    views = views_of(tmp_path / "made", 2)  # [V, F, 3, H, W]
+    assert (views_of(tmp_path / "refined", 2) - views).abs().mean() < 0.03  # written back as given (up to the codec)
+    meta = json.loads((tmp_path / "refined" / "meta.json").read_text())
+    assert meta["mode"] == "multiview" and meta["settings"]["refine_steps"] == infer.VIDEO_REFINE_STEPS
+    assert "multiview video" in meta["seconds"]  # read, not generated
+    V, F, _, H, W = views.shape
+    defaults = json.loads((tiny_model / "diffusion" / "pipeline.json").read_text())
+    c2w, K = MultiViewVideoPipeline.cameras(V, F, H, W, meta["settings"]["elevation"], defaults["fov_deg"], None)
+
+    def error(folder: Path) -> float:
+        rgb = render(read_frames(folder), c2w.transpose(0, 1), K, H, W, background=1.0).rgb  # [F, V, 3, H, W]
+        return (rgb.transpose(0, 1) - views).square().mean().item()
+
+    assert error(tmp_path / "refined") < 0.9 * error(tmp_path / "plain")  # fitted to every given view
+
+
 def test_bad_input_exits_with_a_message_and_writes_nothing(tiny_model, tmp_path):
     (tmp_path / "broken").mkdir()
     (tmp_path / "notes.txt").write_text("not an image")
     iio.imwrite(tmp_path / "short.mp4", np.zeros((2, 16, 16, 3), np.uint8), fps=2, macro_block_size=1)
+    odd = np.arange(3, dtype=np.uint8)[:, None, None, None] * np.full((3, 16, 33, 3), 60, np.uint8)  # 3 distinct frames
+    iio.imwrite(tmp_path / "odd.gif", odd)  # 33 pixels wide: not two views side by side
     cases = {
         "the prompt is empty": ["   ", "--model", tiny_model],
         "does not exist": ["a ball", "--model", tmp_path / "nowhere"],
@@ -165,6 +188,7 @@ def test_bad_input_exits_with_a_message_and_writes_nothing(tiny_model, tmp_path)
         "cannot read image": ["a ball", "--model", tiny_model, "--image", tmp_path / "notes.txt"],
         "cannot read video": ["a ball", "--model", tiny_model, "--video", tmp_path / "notes.txt"],
         "at least 3 are needed": ["a ball", "--model", tiny_model, "--video", tmp_path / "short.mp4"],
+        "not 2 views side by side": ["a ball", "--model", tiny_model, "--multiview", tmp_path / "odd.gif"],
     }
     for message, args in cases.items():
         with pytest.raises(SystemExit, match=message):
