@@ -369,7 +369,8 @@ def score_gaussians(gaussians, truth: Truth, learned) -> tuple[dict, torch.Tenso
 
 
 def compare_feed_forward(pipeline, head, sample: dict, truth: Truth, seed: int, options: CompareOptions, learned):
-    """The feed-forward row of one clip, task and seed, and its Gaussians [1, F, N] and renders [E, F, 3, H, W]."""
+    """The feed-forward row of one clip, task and seed (the pipeline without test-time refinement), and its Gaussians
+    [1, F, N] and renders [E, F, 3, H, W]."""
     device = next(head.parameters()).device
     (generated, gaussians), cost = measure(device, feed_forward, pipeline, head, sample, truth.task, options.clips.views,
                                            seed, options.steps)
