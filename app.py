@@ -65,11 +65,12 @@ class Generator:
         self.pipeline, self.head = infer.load_models(model, torch.device(device))
 
     def __call__(self, prompt, image, video, steps, guidance, seed, refine_steps, video_size, mesh, motion_guidance=None,
-                 one_object=None, report=infer.print_stage):
+                 one_object=None, multiview=None, report=infer.print_stage):
         """One request -> (multiview.mp4, orbit.mp4, viewer HTML, download files, status line).
 
         motion_guidance: its scale (None: the model's). one_object: reconstruction in the loop on or off (`ONE_OBJECT`;
         None: the model's). refine_steps: below 0, infer.py's default for the input (`infer.refine_steps_for`).
+        multiview: a multiview video to reconstruct without diffusion (infer.py --multiview).
         Raises ValueError (infer.InferError among them) on bad input, before writing anything."""
         motion = None if motion_guidance is None else float(motion_guidance)
         sampling = Sampling(guidance=float(guidance), motion_guidance=motion, **ONE_OBJECT[one_object])
@@ -79,7 +80,7 @@ class Generator:
         out = self.out_root / folder_name(prompt or "")
         meta = infer.generate_with(self.pipeline, self.head, self.model, prompt, out, settings,
                                    Path(image) if image else None, Path(video) if video else None,
-                                   infer.Stages(total=0, report=report))
+                                   infer.Stages(total=0, report=report), Path(multiview) if multiview else None)
         zipped = shutil.make_archive(str(self.out_root / f"{out.name}-ply"), "zip", out / "ply")
         downloads = [zipped] + ([str(out / "animated.glb")] if mesh else [])
         status = f"{meta['frames']} frames x {meta['gaussians_per_frame']} Gaussians in {meta['total_seconds']:.1f} s, saved in `{out}`"
@@ -111,6 +112,8 @@ def build_app(generator: Generator):
                 # (gr.Image would decode them first and fail with a bare "Error").
                 image = gr.File(label="Image (optional): the front view at the first frame", file_types=["image"], type="filepath", elem_id="image")
                 video = gr.File(label="Video (optional): the front view over time", file_types=["video"], type="filepath", elem_id="video")
+                multiview = gr.File(label="Multiview video (optional): views side by side, as multiview.mp4, reconstructed "
+                                    "without diffusion", file_types=["video"], type="filepath", elem_id="multiview-input")
                 with gr.Accordion("Settings", open=False):
                     steps = gr.Slider(1, 50, value=20, step=1, label="Denoising steps", elem_id="steps")
                     # The prompt's guidance; a video is sampled with the model's own video_guidance (pipeline.json).
@@ -133,7 +136,8 @@ def build_app(generator: Generator):
                     orbit = gr.Video(label="Orbit video", elem_id="orbit", autoplay=True, loop=True)
                 viewer = gr.HTML(elem_id="viewer-box")
                 files = gr.File(label="Downloads: the .ply files (zip) and animated.glb", file_count="multiple", elem_id="downloads")
-        inputs = [prompt, image, video, steps, guidance, seed, refine_steps, video_size, mesh, motion_guidance, one_object]
+        inputs = [prompt, image, video, steps, guidance, seed, refine_steps, video_size, mesh, motion_guidance, one_object,
+                  multiview]
         outputs = [multiview, orbit, viewer, files, status]
         button.click(run, inputs, outputs)
         prompt.submit(run, inputs, outputs)

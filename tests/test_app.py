@@ -55,6 +55,17 @@ def test_app_motion_guidance_and_one_object_sample_as_infer_options_do(tiny_mode
     assert json.loads((Path(off).parent / "meta.json").read_text())["loop_start"] == 1.0
 
 
+def test_app_reconstructs_a_multiview_video_as_infer_does(tiny_model, tmp_path):
+    generator = app.Generator(tiny_model, "cpu", tmp_path / "app")
+    made = Path(generator(PROMPT, None, None, 2, 3.0, 5, -1, 32, False)[0])  # a multiview.mp4 to reconstruct
+    ours = Path(generator(PROMPT, None, None, 2, 3.0, 5, -1, 32, False, None, None, str(made))[0]).parent
+    infer.main([PROMPT, "--out", str(tmp_path / "cli"), "--model", str(tiny_model), "--multiview", str(made),
+                "--video-size", "32", "--no-mesh"])
+    assert json.loads((ours / "meta.json").read_text())["mode"] == "multiview"
+    a, b = (read_ply(folder / "ply" / "frame_001.ply") for folder in (ours, tmp_path / "cli"))
+    assert torch.equal(a.means, b.means) and torch.equal(a.colours, b.colours)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
