@@ -10,8 +10,8 @@ For each held-out clip (its orbit ring plus extra views rendered by Blender):
               Gaussians re-rendered at the generated views against the generated images (no ground truth), also
               masked to the object, with the object's coverage of the views, so an empty generation cannot score well.
 `--head-only` scores recon alone (no diffusion sampling: seconds a clip instead of a minute), for work on the head.
-`--refine-steps N` refines recon's and video-to-4D's Gaussians against their input views, as infer.py does (by
-default only video-to-4D's, by infer.py's default; the head alone is scored from the true views).
+`--refine-steps N` refines recon's and video-to-4D's Gaussians against their input views, as infer.py does (unset:
+infer.py's defaults, 50 steps for both; 0: the feed-forward head alone).
 Recon and video-to-4D are also scored for geometry at the extra views: ghosting, the share of rendered opacity
 outside the true silhouette (ghost copies, floaters), and, where the shards carry Blender's depth, the mean
 absolute depth error inside the true silhouette (normalised object units, the object's radius is 0.5). An empty
@@ -72,7 +72,6 @@ from evaluation.metrics import (coverage, flicker, geometry_metrics, image_metri
 from evaluation.report import (COLUMNS, EMPTY, FEED_FORWARD, TRUTH_COLUMNS, cell, load_average, plot, provenance, read_results,
                                readme_files, report, summarise, tables, with_readme_block, write_results)
 from model.sampling import LOOP_OUTPUTS, SAMPLERS, PipelineDefaults, Sampling
-from recon.refine import refine_to_views
 from recon.render import render_views
 
 TASKS = ("video", "image", "text")
@@ -93,8 +92,7 @@ class EvalOptions:
     seed: int = 0
     sampling: Sampling = Sampling()
     head_only: bool = False  # score only the head from the true views (no diffusion sampling)
-    refine_steps: int | None = None  # refinement against the input views: recon's and video-to-4D's (None: infer.py's
-    # default, the head alone for recon)
+    refine_steps: int | None = None  # refinement against the input views, recon's and video-to-4D's (None: infer.py's)
 
 
 @dataclass(frozen=True)
@@ -201,20 +199,22 @@ def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int
     """The evaluations of one held-out clip; returns (metrics, comparison rows [R, V_extra, 3, H, W] at frame 0:
     truth, recon and, unless `head_only`, video-to-4D).
 
-    PSNR/SSIM at the held-out views for the head from the true ring views (refined against them for `refine_steps`,
-    colour over white only, as infer.py refines; None: not refined) and an empty (white) render, then (unless
-    `head_only`) the diffusion tasks (`evaluate_generation`, which passes `refine_steps` on).
+    PSNR/SSIM at the held-out views for the head from the true ring views, refined against them as `infer.py
+    --multiview` refines (`refine_steps`, None: its default), and an empty (white) render, then (unless `head_only`)
+    the diffusion tasks (`evaluate_generation`, which passes `refine_steps` on).
     """
+    import infer
+    from model.pipeline import Generation
+
     rgb = composite(sample["images"], 1.0)  # [1, V, F, 3, H, W] over white
     c2w, K = sample["c2w"], sample["K"]
     held_out, patch = slice(ring, None), pipeline.transformer.config.patch_size
     metrics, clock = {"empty_render": scores(torch.ones_like(rgb[:, held_out]), rgb[:, held_out])}, time.perf_counter()
     metrics["truth"] = {"seam_ratio": patch_seam_ratio(rgb[0, :ring], patch), "motion": flicker(rgb[0, :ring]).item()}
 
-    with torch.no_grad():
-        recon = head(rgb[:, :ring], c2w[:, :ring], K[:, :ring])  # [1, F, N]
-    if refine_steps:
-        recon = refine_to_views(recon, rgb[:, :ring], c2w[:, :ring], K[:, :ring], refine_steps, progress=False)
+    given = Generation(rgb[0, :ring], c2w[0, :ring], K[0, :ring], torch.linspace(0, 1, rgb.shape[2]))  # as --multiview
+    recon = infer.reconstruct(head, given, infer.refine_steps_for(refine_steps, views_given=True), progress=False)
+    recon = recon.map(lambda t: t[None])  # [1, F, N]
     metrics["recon"], recon_views = held_out_scores(recon, c2w[:, held_out], K[:, held_out], sample, held_out)
     rows = [rgb[0, held_out, 0], recon_views[0, :, 0]]  # [E, 3, H, W] each
     if not head_only:
@@ -287,7 +287,7 @@ def run_eval(options: EvalOptions) -> dict:
     assets = sorted({asset_of(r["key"]) for r in results})
     means = mean_of(results)
     summary = {"model": str(options.model), "data": options.clips.data, "clips": len(results), "steps": options.steps,
-               "refine_steps": options.refine_steps,  # null: infer.py's default (video-to-4D), none for recon
+               "refine_steps": options.refine_steps,  # null: infer.py's defaults
                **{k: getattr(pipeline.defaults, k) for k in asdict(options.sampling)}, "mean": means,
                "margin_over_empty": margins(means),
                "per_asset": {a: mean_of([r for r in results if asset_of(r["key"]) == a]) for a in assets}, "per_clip": results}
@@ -531,8 +531,8 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--head-only", action="store_true",
                     help="score only the head from the true ring views: no diffusion sampling, seconds per clip")
     ev.add_argument("--refine-steps", type=non_negative_int,
-                    help="refine recon's and video-to-4D's Gaussians against their input views, as infer.py does (0: off; "
-                         "default: infer.py's for video-to-4D, none for recon)")
+                    help="refine recon's and video-to-4D's Gaussians against their input views, as infer.py does "
+                         "(default: infer.py's, 50 for both; 0: the feed-forward head alone)")
     for command in (cmp, sc):
         command.add_argument("--train-manifest", type=Path, required=True,
                              help="the data set's manifest.json; no val asset may be in its train split")
