@@ -327,7 +327,8 @@ def generate_with(pipeline, head, model: Path, prompt: str, out: Path, settings:
         stages.run("write viewer.html", write_viewer, tmp / "viewer.html", gaussians, prompt)
         if settings.mesh:
             stages.run("animated mesh", write_mesh, tmp / "animated.glb", gaussians)
-        meta = {"prompt": prompt, "mode": "multiview" if multiview else "video" if video else "image" if image else "text",
+        mode = "multiview" if multiview else "video" if video else "image" if image else "text"
+        meta = {"prompt": prompt, "mode": mode,
                 "image": str(image) if image else None, "video": str(video) if video else None,
                 "multiview": str(multiview) if multiview else None,
                 "model": str(model), "device": str(next(head.parameters()).device), "settings": asdict(settings),
@@ -340,8 +341,8 @@ def generate_with(pipeline, head, model: Path, prompt: str, out: Path, settings:
 
 def feed_forward(pipeline, head, prompt: str, image: torch.Tensor | None = None, video: torch.Tensor | None = None, *,
                  views: int, frames: int, elevation: float, azimuth: float = 0.0, steps: int = 20,
-                 size: tuple[int, int] | None = None, seed: int = 0, refine_steps: int | None = None, stages: Stages | None = None,
-                 sampling: Sampling = Sampling(), progress: bool = True):
+                 size: tuple[int, int] | None = None, seed: int = 0, refine_steps: int | None = None,
+                 stages: Stages | None = None, sampling: Sampling = Sampling(), progress: bool = True):
     """The feed-forward method, shared by infer.py, app.py and benchmark.py: prompt (+ image [3, H, W] or video
     [F, 3, H, W] in [0, 1], the front view) -> the diffusion pipeline -> the Gaussian head (-> refinement).
 
