@@ -112,8 +112,9 @@ def build_app(generator: Generator):
                 # (gr.Image would decode them first and fail with a bare "Error").
                 image = gr.File(label="Image (optional): the front view at the first frame", file_types=["image"], type="filepath", elem_id="image")
                 video = gr.File(label="Video (optional): the front view over time", file_types=["video"], type="filepath", elem_id="video")
-                multiview = gr.File(label="Multiview video (optional): views side by side, as multiview.mp4, reconstructed "
-                                    "without diffusion", file_types=["video"], type="filepath", elem_id="multiview-input")
+                multiview_upload = gr.File(label="Multiview video (optional): views side by side, as multiview.mp4, "
+                                           "reconstructed without diffusion", file_types=["video"], type="filepath",
+                                           elem_id="multiview-input")
                 with gr.Accordion("Settings", open=False):
                     steps = gr.Slider(1, 50, value=20, step=1, label="Denoising steps", elem_id="steps")
                     # The prompt's guidance; a video is sampled with the model's own video_guidance (pipeline.json).
@@ -137,7 +138,7 @@ def build_app(generator: Generator):
                 viewer = gr.HTML(elem_id="viewer-box")
                 files = gr.File(label="Downloads: the .ply files (zip) and animated.glb", file_count="multiple", elem_id="downloads")
         inputs = [prompt, image, video, steps, guidance, seed, refine_steps, video_size, mesh, motion_guidance, one_object,
-                  multiview]
+                  multiview_upload]
         outputs = [multiview, orbit, viewer, files, status]
         button.click(run, inputs, outputs)
         prompt.submit(run, inputs, outputs)

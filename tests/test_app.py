@@ -9,6 +9,7 @@ import time
 import urllib.request
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -64,6 +65,18 @@ def test_app_reconstructs_a_multiview_video_as_infer_does(tiny_model, tmp_path):
     assert json.loads((ours / "meta.json").read_text())["mode"] == "multiview"
     a, b = (read_ply(folder / "ply" / "frame_001.ply") for folder in (ours, tmp_path / "cli"))
     assert torch.equal(a.means, b.means) and torch.equal(a.colours, b.colours)
+
+
+def test_the_page_sends_the_uploads_and_settings_and_no_result_back_as_an_input():
+    """Every input of the Generate button is a control, in Generator's order; none is one of the results (a result
+    fed back would turn the last multiview.mp4 into the next request's upload)."""
+    defaults = SimpleNamespace(motion_guidance=1.0, loop_start=1.0)
+    page = app.build_app(SimpleNamespace(pipeline=SimpleNamespace(defaults=defaults))).config
+    names = {c["id"]: c.get("props", {}).get("elem_id") for c in page["components"]}
+    for handler in page["dependencies"]:
+        inputs, outputs = [names[i] for i in handler["inputs"]], [names[i] for i in handler["outputs"]]
+        assert inputs[:4] == ["prompt", "image", "video", "steps"] and inputs[-1] == "multiview-input"
+        assert not set(handler["inputs"]) & set(handler["outputs"])
 
 
 def free_port() -> int:
