@@ -204,7 +204,6 @@ def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int
     the diffusion tasks (`evaluate_generation`, which passes `refine_steps` on).
     """
     import infer
-    from model.pipeline import Generation
 
     rgb = composite(sample["images"], 1.0)  # [1, V, F, 3, H, W] over white
     c2w, K = sample["c2w"], sample["K"]
@@ -212,8 +211,8 @@ def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int
     metrics, clock = {"empty_render": scores(torch.ones_like(rgb[:, held_out]), rgb[:, held_out])}, time.perf_counter()
     metrics["truth"] = {"seam_ratio": patch_seam_ratio(rgb[0, :ring], patch), "motion": flicker(rgb[0, :ring]).item()}
 
-    given = Generation(rgb[0, :ring], c2w[0, :ring], K[0, :ring], torch.linspace(0, 1, rgb.shape[2]))  # as --multiview
-    recon = infer.reconstruct(head, given, infer.refine_steps_for(refine_steps, views_given=True), progress=False)
+    recon_steps = infer.refine_steps_for(refine_steps, views_given=True)  # as --multiview reconstructs true views
+    recon = infer.reconstruct(head, rgb[0, :ring], c2w[0, :ring], K[0, :ring], recon_steps, progress=False)
     recon = recon.map(lambda t: t[None])  # [1, F, N]
     metrics["recon"], recon_views = held_out_scores(recon, c2w[:, held_out], K[:, held_out], sample, held_out)
     rows = [rgb[0, held_out, 0], recon_views[0, :, 0]]  # [E, 3, H, W] each

@@ -309,7 +309,8 @@ def generate_with(pipeline, head, model: Path, prompt: str, out: Path, settings:
     V, F, sampling = settings.views or d.num_views, settings.frames or d.num_frames, Sampling.of(d)  # resolved once: used and recorded
     if multiview is not None:
         result = stages.run("multiview video", given_multiview, multiview, V, F, d, settings.elevation)
-        gaussians = stages.run("4D Gaussians", reconstruct, head, result, settings.refine_steps)  # fits every view
+        gaussians = stages.run("4D Gaussians", reconstruct, head, result.images, result.c2w, result.K,
+                               settings.refine_steps)  # fits every view
     else:
         given = dict(
             image=load_image(image, d.height, d.width) if image else None,
@@ -360,7 +361,8 @@ def feed_forward(pipeline, head, prompt: str, image: torch.Tensor | None = None,
                         sampling=sampling, progress=progress)
     fit = slice(0, 1) if video is not None else slice(None)  # the views refinement fits: the given one, else all
     refine_steps = refine_steps_for(refine_steps, video is not None)
-    return result, stages.run("4D Gaussians", reconstruct, head, result, refine_steps, fit, progress)
+    return result, stages.run("4D Gaussians", reconstruct, head, result.images, result.c2w, result.K, refine_steps, fit,
+                              progress)
 
 
 def given_multiview(path: Path, views: int, frames: int, d: PipelineDefaults, elevation: float) -> Generation:
@@ -382,12 +384,14 @@ def refine_steps_for(refine_steps: int | None, views_given: bool) -> int:
     return VIDEO_REFINE_STEPS if views_given else 0
 
 
-def reconstruct(head, result, refine_steps: int, fit: slice = slice(None), progress: bool = True):
-    """A Generation's views and cameras -> Gaussians [F, N], refined for `refine_steps` against its views `fit` (with a
-    video, only the given view 0: the one known to be right)."""
+def reconstruct(head, images: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, refine_steps: int, fit: slice = slice(None),
+                progress: bool = True):
+    """Views [V, F, 3, H, W] in [0, 1] over white at cameras c2w [V, F, 4, 4], K [V, 3, 3] -> the head's Gaussians
+    [F, N] on the CPU, refined for `refine_steps` against the views `fit` (with a video, only the given view 0: the one
+    known to be right)."""
     device = next(head.parameters()).device
-    images = result.images[None].to(device)  # [1, V, F, 3, H, W]
-    c2w, K = result.c2w[None].to(device), result.K[None].to(device)  # [1, V, F, 4, 4], [1, V, 3, 3]
+    images = images[None].to(device)  # [1, V, F, 3, H, W]
+    c2w, K = c2w[None].to(device), K[None].to(device)  # [1, V, F, 4, 4], [1, V, 3, 3]
     with torch.no_grad():
         gaussians = head(images, c2w, K)  # [1, F, N]
     if refine_steps > 0:
