@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from data.atomic import atomic_folder
-from data.cli import (Failure, UsageError, check_device, check_output, entry_point, finite_float, fraction, non_negative_int,
-                      positive_int)
+from data.cameras import pixel_size_at_origin
+from data.cli import (Failure, UsageError, check_device, check_output, entry_point, finite_float, fraction, non_negative_float,
+                      non_negative_int, positive_int)
 from model.sampling import LOOP_OUTPUTS, SAMPLERS, PipelineDefaults, Sampling  # a light module: no diffusers
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "zoetrope4d-cpu-small"
@@ -37,6 +38,9 @@ MAX_STEPS = 1000  # the scheduler's training timesteps: more steps than that onl
 # Refinement of video-to-4D's Gaussians against the given video, by default: +0.43 dB at the held-out views of
 # 15 real clips, +0.35 dB on 12 procedural ones (benchmarks/results/2026-12-03-refine); about 10 s on 2 CPU cores.
 VIDEO_REFINE_STEPS = 50
+# The written Gaussians are smoothed by this many pixels of the views they were made from (`Gaussians.smoothed`), so
+# the orbit, viewer and .ply seen at 256 px and more show a surface, not a grid of dots (benchmarks/results/2026-12-03-smoothing).
+SMOOTHING_PIXELS = 0.75
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Settings:
     refine_steps: int | None  # None: `refine_steps_for`'s default for the input
     sampling: Sampling = Sampling()  # sampler, guidance, motion score, reconstruction loop, patch shifting; None fields: the model's saved default
     mesh: bool = True  # write animated.glb
+    smoothing: float = SMOOTHING_PIXELS  # of the written Gaussians, in pixels of the views (0: as the head made them)
 
 
 class InferError(ValueError):
@@ -320,6 +325,8 @@ def generate_with(pipeline, head, model: Path, prompt: str, out: Path, settings:
                                          steps=settings.steps, seed=settings.seed,
                                          refine_steps=settings.refine_steps, stages=stages, sampling=sampling)
 
+    sigma = settings.smoothing * pixel_size_at_origin(result.c2w, result.K, result.images.shape[-1])
+    gaussians = gaussians.smoothed(sigma)  # [F, N], as every file below shows them
     with atomic_folder(out) as tmp:
         stages.run("write multiview.mp4", write_multiview_video, tmp / "multiview.mp4", result.images, FPS)
         stages.run("write orbit.mp4", write_orbit_video, tmp / "orbit.mp4", gaussians, size=settings.video_size,
@@ -440,6 +447,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--refine-steps", type=non_negative_int,
                    help="test-time photometric refinement steps, against the given video when there is one, else against "
                         f"all generated views (0: off; default: {VIDEO_REFINE_STEPS} with --video, else 0)")
+    p.add_argument("--smoothing", type=non_negative_float, default=SMOOTHING_PIXELS,
+                   help="widen the written Gaussians by this many pixels of the views they were made from, so they show a "
+                        f"surface, not a grid of dots, at higher resolutions (0: as the head made them; default {SMOOTHING_PIXELS})")
     p.add_argument("--no-mesh", dest="mesh", action="store_false", help="skip animated.glb (the mesh extraction)")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (default: the shipped model)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -491,7 +501,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     sampling = Sampling.of(args)
     settings = Settings(args.views, args.frames, args.steps, args.seed, args.elevation, args.video_size,
-                        args.refine_steps, sampling, mesh=args.mesh)
+                        args.refine_steps, sampling, mesh=args.mesh, smoothing=args.smoothing)
     try:
         check_model_folder(args.model)
     except InferError as err:

@@ -88,6 +88,13 @@ def fit_distance(fov_deg: float, object_radius: float = OBJECT_RADIUS, margin: f
     return margin * object_radius / math.sin(math.radians(fov_deg) / 2)
 
 
+def pixel_size_at_origin(c2w: torch.Tensor, K: torch.Tensor, width: int) -> float:
+    """World size of one pixel at the object's centre (the origin), averaged over cameras c2w [..., 4, 4] with
+    normalised intrinsics K [..., 3, 3] of images `width` pixels wide: the finest detail those views resolve there."""
+    distance = c2w[..., :3, 3].norm(dim=-1).mean()
+    return float(distance / (K[..., 0, 0].mean() * width))
+
+
 def denormalize_intrinsics(K: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Pixel intrinsics [..., 3, 3] from normalised ones [..., 3, 3]."""
     scale = torch.tensor([width, height, 1.0], dtype=K.dtype, device=K.device)

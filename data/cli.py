@@ -133,6 +133,11 @@ def finite_float(text: str) -> float:
     return _number(float, text, None, "a finite number")
 
 
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number of at least 0."""
+    return _number(float, text, 0.0, "0 or more")
+
+
 def fraction(text: str) -> float:
     """argparse type: a number in [0, 1]."""
     value = _number(float, text, 0.0, "in [0, 1]")

@@ -66,6 +66,22 @@ class Gaussians:
         """A new Gaussians with `fn` applied to every field, e.g. `g.map(lambda t: t[:, 0])` picks frame 0 of [B, F]."""
         return Gaussians(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})
 
+    def smoothed(self, sigma: float) -> Gaussians:
+        """Every Gaussian widened by an isotropic 3D Gaussian of standard deviation `sigma` (world units).
+
+        Covariance R S^2 R^T + sigma^2 I keeps the rotations and widens each axis to sqrt(s^2 + sigma^2). Opacities fall
+        by (det(S^2) / det(S^2 + sigma^2 I))^(1/4): between keeping them (splats grow, thin parts swell) and keeping
+        each splat's 3D integral (the power 1/2 of Mip-Splatting's 3D filter, which fades the head's small splats to a
+        haze); the quarter power scored best seen at 4 times the views' resolution
+        (benchmarks/results/2026-12-03-smoothing). Gaussians made from views of one resolution and seen at a higher
+        one show the gaps between them as a grid of dots; a sigma under one input pixel's world size fills the gaps.
+        """
+        if not sigma >= 0:
+            raise ValueError(f"smoothing sigma must be 0 or more (world units), got {sigma}")
+        scales = (self.scales.square() + sigma**2).sqrt()  # [..., N, 3]
+        keep = (self.scales / scales).prod(-1).sqrt()  # [..., N] (det ratio)^(1/4)
+        return Gaussians(self.means, self.rotations, scales, self.opacities * keep, self.colours)
+
     @classmethod
     def from_raw(
         cls,

@@ -114,3 +114,11 @@ def test_the_canonical_ring_puts_view_0_at_azimuth_0_and_keeps_the_cameras_relat
     relative = torch.linalg.inv(rings[:, :1]) @ rings  # [2, 3, 3, 4, 4]: every camera seen from view 0's
     assert torch.allclose(torch.linalg.inv(turned[:, :1]) @ turned, relative, atol=1e-5)
     assert torch.allclose(cam.camera_azimuth(turned[:, :, 0]), torch.tensor([0.0, 120.0, -160.0]).expand(2, 3), atol=1e-4)
+
+
+def test_pixel_size_at_origin_is_the_width_a_pixel_spans_there():
+    c2w = cam.orbit_c2w(torch.zeros(4), cam.ring_azimuths(4), radius=2.0, num_frames=3)  # [V, F, 4, 4]
+    K = cam.intrinsics_from_fov(40.0).expand(4, 3, 3)
+    expected = 2.0 * 2 * math.tan(math.radians(20.0)) / 64  # the view's width at distance 2, over 64 pixels
+    assert cam.pixel_size_at_origin(c2w, K, 64) == pytest.approx(expected, rel=1e-5)
+    assert cam.pixel_size_at_origin(c2w, K, 256) == pytest.approx(expected / 4, rel=1e-5)

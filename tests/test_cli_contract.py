@@ -138,6 +138,8 @@ CASES = [
     ("infer-video-size-odd", "infer", lambda p: infer_args(p, "--video-size", "17"), 2, "an even number"),
     ("infer-seed-negative", "infer", lambda p: infer_args(p, "--seed", "-1"), 2, "--seed: must be 0 or more"),
     ("infer-refine-negative", "infer", lambda p: infer_args(p, "--refine-steps", "-1"), 2, "must be 0 or more"),
+    ("infer-smoothing-negative", "infer", lambda p: infer_args(p, "--smoothing", "-0.5"), 2, "--smoothing: must be 0 or more"),
+    ("infer-smoothing-nan", "infer", lambda p: infer_args(p, "--smoothing", "nan"), 2, "--smoothing: must be 0 or more"),
     ("infer-prompt-empty", "infer", lambda p: infer_args(p, prompt=""), 2, "the prompt is empty"),
     ("infer-prompt-whitespace", "infer", lambda p: infer_args(p, prompt=" \t\n "), 2, "the prompt is empty"),
     ("infer-prompt-10000", "infer", lambda p: infer_args(p, prompt="a red ball " * 1000), 2, "11000 characters; at most 1000"),

@@ -14,6 +14,7 @@ from PIL import Image
 
 import infer
 import recon.refine
+from data.cameras import pixel_size_at_origin
 from model.pipeline import MultiViewVideoPipeline
 from recon.export import read_ply
 from recon.gaussians import Gaussians
@@ -194,3 +195,16 @@ def test_bad_input_exits_with_a_message_and_writes_nothing(tiny_model, tmp_path)
         with pytest.raises(SystemExit, match=message):
             infer.main([*map(str, args), "--out", str(tmp_path / "out"), "--steps", "2"])
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_smoothing_widens_the_written_gaussians_by_a_fraction_of_a_view_pixel(tiny_model, tmp_path):
+    run(tiny_model, tmp_path / "raw", "--smoothing", 0)
+    run(tiny_model, tmp_path / "smooth", "--smoothing", 0.75)
+    raw, smooth = read_frames(tmp_path / "raw"), read_frames(tmp_path / "smooth")
+    defaults = json.loads((tiny_model / "diffusion" / "pipeline.json").read_text())
+    c2w, K = MultiViewVideoPipeline.cameras(2, 3, 16, 16, 15.0, defaults["fov_deg"], None)
+    sigma = 0.75 * pixel_size_at_origin(c2w, K, 16)  # three quarters of a 16 px view's pixel at the object
+    assert torch.allclose(smooth.scales, (raw.scales.square() + sigma**2).sqrt(), rtol=1e-4)
+    assert torch.equal(smooth.means, raw.means) and (smooth.opacities < raw.opacities).all()
+    assert json.loads((tmp_path / "smooth" / "meta.json").read_text())["settings"]["smoothing"] == 0.75
+    assert torch.equal(views_of(tmp_path / "smooth", 2), views_of(tmp_path / "raw", 2))  # the views are not touched

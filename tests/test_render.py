@@ -194,3 +194,21 @@ def test_torch_path_matches_gsplat_on_cuda():
         render(big, *one, 256, 256, backend="gsplat")
     torch.cuda.synchronize()
     print(f"gsplat, 65,536 Gaussians, 256x256: {(time.perf_counter() - start) * 100:.2f} ms per frame on {torch.cuda.get_device_name()}")
+
+
+def test_smoothing_spreads_each_splat_wider_and_fainter_by_the_quarter_power_of_its_widening():
+    c2w, K = _camera()
+    point = _point_on_pixel(c2w, K, row=16, col=16, depth=2.0)
+    splat = _gaussians(point[None], torch.ones(3), 0.8, scale=0.02)
+    sigma = cam.pixel_size_at_origin(c2w, K, SIZE)  # one pixel's world size
+    smooth = splat.smoothed(sigma)
+    assert torch.allclose(smooth.scales, (0.02**2 + sigma**2) ** 0.5 * torch.ones(1, 3))
+    kept = lambda g: g.opacities.square() * g.scales.prod(-1)  # noqa: E731  opacity^2 sqrt(det(covariance)): unchanged
+    assert torch.allclose(kept(smooth), kept(splat)) and torch.equal(smooth.means, splat.means)
+    before, after = (render(g, c2w[None], K, SIZE, SIZE, background=0.0).alpha[0, 0] for g in (splat, smooth))
+    assert after.max() < 0.5 * before.max()  # lower at the centre...
+    assert (after > 0.01).sum() > 2 * (before > 0.01).sum()  # ...and spread over more pixels
+    same = splat.smoothed(0.0)
+    assert torch.equal(same.scales, splat.scales) and torch.equal(same.opacities, splat.opacities)
+    with pytest.raises(ValueError, match="smoothing sigma"):
+        splat.smoothed(-0.01)
