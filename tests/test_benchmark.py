@@ -318,3 +318,28 @@ def test_sds_reaches_the_feed_forward_only_when_every_measure_does():
     rows[2]["ssim"] = 0.5
     assert "not as good as the feed-forward on PSNR (dB), SSIM, masked PSNR (dB) together at any budget up to 300" in all_reached(
         summarise(rows), "video", "sds_offsets")
+
+
+@pytest.mark.blender
+def test_hires_views_scores_low_resolution_gaussians_against_the_same_clips_rendered_larger(tiny_model, demo_shards, tmp_path,
+                                                                                         capsys):
+    from benchmarks import hires_views
+    from data import build
+
+    build.main([  # the demo set's validation asset again, as conftest builds it but at twice the size
+        "--gltf-dir", str(demo_shards / "src"), "--out", str(tmp_path / "high"), "--views", "4", "--extra-views", "2",
+        "--frames", "4", "--size", "64", "--samples", "4", "--max-clips", "1", "--val-fraction", "0", "--val-assets",
+        "QuaterniusWolf", "--elevation", "10", "--workers", "1",
+    ])
+    hires_views.main(["--model", str(tiny_model), "--low", str(demo_shards / "val" / "*.tar"),
+                      "--high", str(tmp_path / "high" / "val" / "*.tar"), "--smoothing", "0", "0.75"])
+    out = capsys.readouterr().out
+    agreement = float(out.split("truth averaged down vs low: ")[1].split(" dB")[0])
+    assert agreement > 25  # the same cameras, lighting and poses: the larger renders averaged down match the small ones
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "@" in line][1:]  # after the header
+    assert [r.split(" | ")[0] for r in rows] == [f"| {s}@{w}" for s in ("head", "head+refine", "video-to-4D") for w in ("0", "0.75")]
+    for row in rows:
+        assert 5 < float(row.split(" | ")[1]) < 60  # a PSNR of Gaussians against the larger truth
+    with pytest.raises(SystemExit, match="is not in --low"):  # a clip the low-resolution set does not hold
+        hires_views.main(["--model", str(tiny_model), "--low", str(tmp_path / "high" / "val" / "*.tar"),
+                          "--high", str(demo_shards / "train" / "*.tar")])
