@@ -125,8 +125,8 @@ def build_app(generator: Generator):
                     one_object = gr.Checkbox(value=defaults.loop_start < 1.0, label="Views of one object (reconstruction in "
                                              "the loop; best with motion guidance 2)")
                     seed = gr.Number(value=0, precision=0, label="Seed")
-                    refine_steps = gr.Slider(-1, 200, value=-1, step=1, label=f"Refinement steps (-1: {infer.VIDEO_REFINE_STEPS} "
-                                             "against a given video, none without one; 0: off)")
+                    refine_steps = gr.Slider(-1, 200, value=-1, step=1, label=f"Refinement steps (-1: {infer.REFINE_STEPS} "
+                                             "against a given video or image, none for a prompt alone; 0: off)")
                     video_size = gr.Slider(64, 512, value=256, step=32, label="Orbit video size (pixels)", elem_id="video-size")
                     mesh = gr.Checkbox(value=True, label="Animated mesh (animated.glb)")
                 button = gr.Button("Generate", variant="primary", elem_id="generate")

@@ -211,7 +211,7 @@ def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int
     metrics, clock = {"empty_render": scores(torch.ones_like(rgb[:, held_out]), rgb[:, held_out])}, time.perf_counter()
     metrics["truth"] = {"seam_ratio": patch_seam_ratio(rgb[0, :ring], patch), "motion": flicker(rgb[0, :ring]).item()}
 
-    recon_steps = infer.refine_steps_for(refine_steps, views_given=True)  # as --multiview reconstructs true views
+    recon_steps = infer.refine_steps_for(refine_steps, given=True)  # as --multiview reconstructs true views
     recon = infer.reconstruct(head, rgb[0, :ring], c2w[0, :ring], K[0, :ring], recon_steps, progress=False)
     recon = recon.map(lambda t: t[None])  # [1, F, N]
     metrics["recon"], recon_views = held_out_scores(recon, c2w[:, held_out], K[:, held_out], sample, held_out)

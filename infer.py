@@ -35,9 +35,10 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "zoetrope4d-cpu
 FPS = 8  # animation frames per second in multiview.mp4, viewer.html and animated.glb
 MAX_PROMPT_CHARS = 1000  # the text encoder reads the first 64 tokens (about 300 characters); more is not a prompt
 MAX_STEPS = 1000  # the scheduler's training timesteps: more steps than that only repeat them
-# Refinement of video-to-4D's Gaussians against the given video, by default: +0.43 dB at the held-out views of
-# 15 real clips, +0.35 dB on 12 procedural ones (benchmarks/results/2026-12-03-refine); about 10 s on 2 CPU cores.
-VIDEO_REFINE_STEPS = 50
+# Refinement of the Gaussians against what the user gave, by default: video-to-4D +0.43 dB at the held-out views of
+# 15 real clips, +0.35 dB on 12 procedural ones (benchmarks/results/2026-12-03-refine); image-to-4D, fitted to the
+# image at the first frame, +0.31 dB on 7 real clips, +0.36 on 12 procedural (benchmarks/results/2026-12-03-image-refine).
+REFINE_STEPS = 50
 # The written Gaussians are smoothed by this many pixels of the views they were made from (`Gaussians.smoothed`), so
 # the orbit, viewer and .ply seen at 256 px and more show a surface, not a grid of dots (benchmarks/results/2026-12-03-smoothing).
 SMOOTHING_PIXELS = 0.75
@@ -306,8 +307,8 @@ def generate_with(pipeline, head, model: Path, prompt: str, out: Path, settings:
     from recon.export import write_frames, write_orbit_video
 
     check_request(prompt, image, video, multiview)
-    views_given = video is not None or multiview is not None
-    settings = replace(settings, refine_steps=refine_steps_for(settings.refine_steps, views_given))  # as recorded
+    given = any(x is not None for x in (image, video, multiview))
+    settings = replace(settings, refine_steps=refine_steps_for(settings.refine_steps, given))  # as recorded
     stages = stages or Stages(total=0)
     stages.total = stages.done + 6 + settings.mesh
     d = settings.sampling.over(pipeline.defaults)
@@ -366,10 +367,11 @@ def feed_forward(pipeline, head, prompt: str, image: torch.Tensor | None = None,
                         elevation=elevation, azimuth=azimuth, num_inference_steps=steps,
                         reconstruct=head.render_back, generator=torch.Generator().manual_seed(seed),
                         sampling=sampling, progress=progress)
-    fit = slice(0, 1) if video is not None else slice(None)  # the views refinement fits: the given one, else all
-    refine_steps = refine_steps_for(refine_steps, video is not None)
+    fit = slice(0, 1) if given is not None else slice(None)  # the views refinement fits: the given one, else all
+    frames = slice(0, 1) if video is None and image is not None else slice(None)  # an image is the first frame only
+    refine_steps = refine_steps_for(refine_steps, given is not None)
     return result, stages.run("4D Gaussians", reconstruct, head, result.images, result.c2w, result.K, refine_steps, fit,
-                              progress)
+                              progress, frames)
 
 
 def given_multiview(path: Path, views: int, frames: int, d: PipelineDefaults, elevation: float) -> Generation:
@@ -382,20 +384,20 @@ def given_multiview(path: Path, views: int, frames: int, d: PipelineDefaults, el
     return Generation(images, c2w, K, torch.linspace(0, 1, frames))
 
 
-def refine_steps_for(refine_steps: int | None, views_given: bool) -> int:
-    """The refinement steps of one generation: `refine_steps` when set, else VIDEO_REFINE_STEPS when views are given (a
-    video or a multiview video) and none without (fitted to views that are all generated, the Gaussians follow their
-    disagreement and score no better at new views: benchmarks/results/2026-12-03-refine)."""
+def refine_steps_for(refine_steps: int | None, given: bool) -> int:
+    """The refinement steps of one generation: `refine_steps` when set, else REFINE_STEPS when something is given (an
+    image, a video or a multiview video: views known to be right) and none without (fitted to views that are all
+    generated, the Gaussians follow their disagreement and score no better at new views: benchmarks/results/2026-12-03-refine)."""
     if refine_steps is not None:
         return refine_steps
-    return VIDEO_REFINE_STEPS if views_given else 0
+    return REFINE_STEPS if given else 0
 
 
 def reconstruct(head, images: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, refine_steps: int, fit: slice = slice(None),
-                progress: bool = True):
+                progress: bool = True, frames: slice = slice(None)):
     """Views [V, F, 3, H, W] in [0, 1] over white at cameras c2w [V, F, 4, 4], K [V, 3, 3] -> the head's Gaussians
-    [F, N] on the CPU, refined for `refine_steps` against the views `fit` (with a video, only the given view 0: the one
-    known to be right)."""
+    [F, N] on the CPU, refined for `refine_steps` against the views `fit` at the frames `frames` (with a video, only
+    the given view 0, the one known to be right; with an image, its first frame)."""
     device = next(head.parameters()).device
     images = images[None].to(device)  # [1, V, F, 3, H, W]
     c2w, K = c2w[None].to(device), K[None].to(device)  # [1, V, F, 4, 4], [1, V, 3, 3]
@@ -404,7 +406,8 @@ def reconstruct(head, images: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, 
     if refine_steps > 0:
         from recon.refine import refine_to_views
 
-        gaussians = refine_to_views(gaussians, images[:, fit], c2w[:, fit], K[:, fit], refine_steps, progress)  # [1, F, N]
+        gaussians = refine_to_views(gaussians, images[:, fit, frames], c2w[:, fit, frames], K[:, fit], refine_steps,
+                                    progress=progress, frames=frames)  # [1, F, N]
     return gaussians.map(lambda t: t[0].cpu())  # [F, N]
 
 
@@ -445,8 +448,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--elevation", type=finite_float, default=15.0, help="camera elevation in degrees, in (-90, 90)")
     p.add_argument("--video-size", type=positive_int, default=256, help="orbit video side in pixels (even, 16 to 2048)")
     p.add_argument("--refine-steps", type=non_negative_int,
-                   help="test-time photometric refinement steps, against the given video when there is one, else against "
-                        f"all generated views (0: off; default: {VIDEO_REFINE_STEPS} with --video, else 0)")
+                   help="test-time photometric refinement steps, against what is given (the video; the image, at the first "
+                        "frame; every view of --multiview), else against all generated views (0: off; default: "
+                        f"{REFINE_STEPS} with --video, --image or --multiview, else 0)")
     p.add_argument("--smoothing", type=non_negative_float, default=SMOOTHING_PIXELS,
                    help="widen the written Gaussians by this many pixels of the views they were made from, so they show a "
                         f"surface, not a grid of dots, at higher resolutions (0: as the head made them; default {SMOOTHING_PIXELS})")

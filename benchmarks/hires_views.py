@@ -42,7 +42,7 @@ def gaussian_sets(pipeline, head, low: dict) -> dict[str, tuple]:
     rgb, c2w, K = composite(low["images"], 1.0)[0, :RING], low["c2w"][0, :RING], low["K"][0, :RING]  # the true ring views
     held_out = (low["c2w"][:, RING:], low["K"][:, RING:])
     sets = {}
-    for name, steps in (("head", 0), ("head+refine", infer.refine_steps_for(None, views_given=True))):
+    for name, steps in (("head", 0), ("head+refine", infer.refine_steps_for(None, given=True))):
         sets[name] = (infer.reconstruct(head, rgb, c2w, K, steps, progress=False).map(lambda t: t[None]), *held_out)
     sets["video-to-4D"] = (feed_forward(pipeline, head, low, "video", RING, 0, 20, refine_steps=None)[1],
                            *held_out_cameras(low, RING))

@@ -32,6 +32,7 @@ def refine(
     background: float = 1.0,
     weights: LossWeights = LossWeights(),
     progress: bool = True,
+    frames: slice = slice(None),
 ) -> Gaussians:
     """Refine Gaussians [B, F, N] against views of the same clips.
 
@@ -40,12 +41,14 @@ def refine(
         views: loader-format dict of the views to fit: images [B, V, F, 4, H, W] RGBA, c2w [B, V, F, 4, 4], K [B, V, 3, 3].
         steps: Adam steps. lr: for the raw rotations, scales, opacities and colours. means_lr: for the means (world units).
         smoothness: weight of `temporal_smoothness` on the means.
+        frames: the Gaussians' frames the views show (an image: the first); the others follow through the smoothness.
 
     Returns:
         The refined Gaussians [B, F, N], detached.
     """
     images, c2w, K = views["images"], views["c2w"], views["K"]
-    if images.shape[:3] != c2w.shape[:3] or (images.shape[0], images.shape[2]) != tuple(gaussians.batch_shape):
+    B, F = gaussians.batch_shape
+    if images.shape[:3] != c2w.shape[:3] or (images.shape[0], images.shape[2]) != (B, len(range(F)[frames])):
         raise ValueError(
             f"refine: images {tuple(images.shape)}, c2w {tuple(c2w.shape)} and Gaussians {tuple(gaussians.batch_shape)} disagree"
         )
@@ -58,7 +61,7 @@ def refine(
     bar = tqdm(range(steps), desc="refine", disable=not progress)
     for _ in bar:
         current = Gaussians.from_raw(**params)  # [B, F, N]
-        rendered = render_views(current, c2w, K, height, width, background)  # [B, V, F, ...]
+        rendered = render_views(current.map(lambda t: t[:, frames]), c2w, K, height, width, background)  # [B, V, F', ...]
         loss, metrics = image_loss(rendered, images, background, weights)
         loss = loss + smoothness * temporal_smoothness(current.means, reference)
         opt.zero_grad(set_to_none=True)
@@ -69,10 +72,10 @@ def refine(
 
 
 def refine_to_views(gaussians: Gaussians, images: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, steps: int,
-                    progress: bool = True) -> Gaussians:
+                    progress: bool = True, frames: slice = slice(None)) -> Gaussians:
     """`refine` against views that carry no alpha: images [B, V, F, 3, H, W] over white, c2w [B, V, F, 4, 4],
     K [B, V, 3, 3]. Fits only the colour over white (generated views have no silhouette to fit; an alpha target of 1
     everywhere would grow the splats until they fill the frame). Returns the refined Gaussians [B, F, N]."""
     rgba = torch.cat([images, torch.ones_like(images[:, :, :, :1])], dim=3)  # [B, V, F, 4, H, W], opaque over white
     return refine(gaussians, {"images": rgba, "c2w": c2w, "K": K}, steps=steps, weights=LossWeights(alpha=0.0),
-                  progress=progress)
+                  progress=progress, frames=frames)

@@ -150,9 +150,42 @@ def test_video_to_4d_refines_against_the_given_video_alone_by_default(tiny_model
     front = views_of(tmp_path / "video", 2)[0]  # [F, 3, H, W] view 0 as written, the given video
     assert (fitted[0][0, 0] - front).abs().mean() < 0.03  # (up to the video codec)
     meta = json.loads((tmp_path / "video" / "meta.json").read_text())
-    assert meta["settings"]["refine_steps"] == infer.VIDEO_REFINE_STEPS > 0
+    assert meta["settings"]["refine_steps"] == infer.REFINE_STEPS > 0
     run(tiny_model, tmp_path / "off", "--video", tmp_path / "blue.mp4", "--refine-steps", 0)
     assert len(fitted) == 1  # not refined
+
+
+def test_image_to_4d_refines_against_the_given_image_at_the_first_frame_by_default(tiny_model, tmp_path, monkeypatch):
+    blue = np.full((40, 40, 3), 255, np.uint8)
+    blue[10:30, 10:30] = (30, 30, 220)  # a blue square on white
+    Image.fromarray(blue).save(tmp_path / "blue.png")
+    fitted = []  # (views, frames) of each refinement: images [1, V, F', 3, H, W] and the Gaussians' frames they show
+
+    def spy(gaussians, images, *args, frames=slice(None), **kwargs):
+        fitted.append((images, frames))
+        return refine_to_views(gaussians, images, *args, frames=frames, **kwargs)
+
+    monkeypatch.setattr(recon.refine, "refine_to_views", spy)
+    run(tiny_model, tmp_path / "image", "--image", tmp_path / "blue.png")
+    (images, frames), = fitted
+    assert images.shape[:3] == (1, 1, 1) and frames == slice(0, 1)  # view 0 at frame 0: the given image
+    assert images[0, 0, 0, 2, 8, 8] > 0.7 and images[0, 0, 0, 0, 8, 8] < 0.3 and images[0, 0, 0, :, 0, 0].min() > 0.9
+    assert json.loads((tmp_path / "image" / "meta.json").read_text())["settings"]["refine_steps"] == infer.REFINE_STEPS
+
+
+def test_refining_one_frame_fits_it_and_carries_the_correction_to_the_others_through_smoothness():
+    gaussians = Gaussians(means=torch.tensor([[[[0.1, 0.0, 0.0]], [[0.1, 0.0, 0.0]]]]),  # [B=1, F=2, N=1]: one splat
+                          rotations=torch.tensor([1.0, 0, 0, 0]).expand(1, 2, 1, 4), scales=torch.full((1, 2, 1, 3), 0.08),
+                          opacities=torch.full((1, 2, 1), 0.9), colours=torch.full((1, 2, 1, 3), 0.5))
+    c2w, K = MultiViewVideoPipeline.cameras(1, 2, 16, 16, 0.0, 40.0, None)  # [V=1, F=2, 4, 4], [1, 3, 3]
+    target = render(gaussians.map(lambda t: t[0, :1] + torch.tensor(0.0)), c2w[:, :1].transpose(0, 1), K, 16, 16, 1.0).rgb
+    moved = gaussians.map(lambda t: t.clone())
+    moved.means = moved.means + torch.tensor([0.15, 0.0, 0.0])  # both frames off to one side; the target has it centred
+    refined = refine_to_views(moved, target[None], c2w[None, :, :1], K[None], 60, progress=False, frames=slice(0, 1))
+    assert refined.means[0, 0, 0, 0] < 0.25 - 0.03  # frame 0 moved back towards the target (Adam: at most 1e-3 a step)...
+    assert (refined.means[0, 1, 0, 0] - moved.means[0, 1, 0, 0]).abs() > 0.01  # ...and frame 1 followed
+    with pytest.raises(ValueError, match="disagree"):  # two frames of views for one frame of Gaussians
+        refine_to_views(moved, target[None].expand(1, 1, 2, 3, 16, 16), c2w[None], K[None], 1, frames=slice(0, 1))
 
 
 def test_multiview_input_is_reconstructed_as_given_and_refined_against_every_view(tiny_model, tmp_path):
@@ -163,7 +196,7 @@ def test_multiview_input_is_reconstructed_as_given_and_refined_against_every_vie
     views = views_of(tmp_path / "made", 2)  # [V, F, 3, H, W]
     assert (views_of(tmp_path / "refined", 2) - views).abs().mean() < 0.03  # written back as given (up to the codec)
     meta = json.loads((tmp_path / "refined" / "meta.json").read_text())
-    assert meta["mode"] == "multiview" and meta["settings"]["refine_steps"] == infer.VIDEO_REFINE_STEPS
+    assert meta["mode"] == "multiview" and meta["settings"]["refine_steps"] == infer.REFINE_STEPS
     assert "multiview video" in meta["seconds"]  # read, not generated
     V, F, _, H, W = views.shape
     defaults = json.loads((tiny_model / "diffusion" / "pipeline.json").read_text())
