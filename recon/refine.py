@@ -38,7 +38,8 @@ def refine(
 
     Args:
         gaussians: Gaussians with batch shape [B, F] (e.g. the head's prediction).
-        views: loader-format dict of the views to fit: images [B, V, F, 4, H, W] RGBA, c2w [B, V, F, 4, 4], K [B, V, 3, 3].
+        views: loader-format dict of the views to fit: images [B, V, F', 4, H, W] RGBA, c2w [B, V, F', 4, 4], K [B, V, 3, 3],
+            F' the frames `frames` of the Gaussians (all F by default).
         steps: Adam steps. lr: for the raw rotations, scales, opacities and colours. means_lr: for the means (world units).
         smoothness: weight of `temporal_smoothness` on the means.
         frames: the Gaussians' frames the views show (an image: the first); the others follow through the smoothness.
@@ -73,8 +74,8 @@ def refine(
 
 def refine_to_views(gaussians: Gaussians, images: torch.Tensor, c2w: torch.Tensor, K: torch.Tensor, steps: int,
                     progress: bool = True, frames: slice = slice(None)) -> Gaussians:
-    """`refine` against views that carry no alpha: images [B, V, F, 3, H, W] over white, c2w [B, V, F, 4, 4],
-    K [B, V, 3, 3]. Fits only the colour over white (generated views have no silhouette to fit; an alpha target of 1
+    """`refine` against views that carry no alpha: images [B, V, F', 3, H, W] over white, c2w [B, V, F', 4, 4],
+    K [B, V, 3, 3], at the Gaussians' frames `frames` (F' of them). Fits only the colour over white (generated views have no silhouette to fit; an alpha target of 1
     everywhere would grow the splats until they fill the frame). Returns the refined Gaussians [B, F, N]."""
     rgba = torch.cat([images, torch.ones_like(images[:, :, :, :1])], dim=3)  # [B, V, F, 4, H, W], opaque over white
     return refine(gaussians, {"images": rgba, "c2w": c2w, "K": K}, steps=steps, weights=LossWeights(alpha=0.0),
