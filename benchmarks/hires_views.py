@@ -28,35 +28,33 @@ from evaluation.heldout import held_out_cameras
 from evaluation.metrics import scores
 from recon.render import render_views
 
-RING = 4  # ring views given to the models; the shards' other views are the held-out ones
-
-
-def samples(pattern: str) -> dict[str, dict]:
-    """The samples of shards `pattern` (batches of one, every view in order) by key."""
-    data = make_dataset(resolve_shards(pattern), batch_size=1, shuffle=0, subset=Subset(views=RING, random=False))
+def samples(pattern: str, ring: int) -> dict[str, dict]:
+    """The samples of shards `pattern` (batches of one, every view in order, the first `ring` the ring) by key."""
+    data = make_dataset(resolve_shards(pattern), batch_size=1, shuffle=0, subset=Subset(views=ring, random=False))
     return {sample["key"][0]: sample for sample in data}
 
 
-def gaussian_sets(pipeline, head, low: dict) -> dict[str, tuple]:
-    """name -> (Gaussians [1, F, N], held-out c2w [1, E, F, 4, 4], K [1, E, 3, 3]) made from a low-resolution sample."""
-    rgb, c2w, K = composite(low["images"], 1.0)[0, :RING], low["c2w"][0, :RING], low["K"][0, :RING]  # the true ring views
-    held_out = (low["c2w"][:, RING:], low["K"][:, RING:])
+def gaussian_sets(pipeline, head, low: dict, ring: int) -> dict[str, tuple]:
+    """name -> (Gaussians [1, F, N], held-out c2w [1, E, F, 4, 4], K [1, E, 3, 3]) made from a low-resolution sample
+    whose first `ring` views are the ring (the models' input) and the others the held-out views."""
+    rgb, c2w, K = composite(low["images"], 1.0)[0, :ring], low["c2w"][0, :ring], low["K"][0, :ring]  # the true ring views
+    held_out = (low["c2w"][:, ring:], low["K"][:, ring:])
     sets = {}
     for name, steps in (("head", 0), ("head+refine", infer.refine_steps_for(None, given=True))):
         sets[name] = (infer.reconstruct(head, rgb, c2w, K, steps, progress=False).map(lambda t: t[None]), *held_out)
-    sets["video-to-4D"] = (feed_forward(pipeline, head, low, "video", RING, 0, 20, refine_steps=None)[1],
-                           *held_out_cameras(low, RING))
+    sets["video-to-4D"] = (feed_forward(pipeline, head, low, "video", ring, 0, 20, refine_steps=None)[1],
+                           *held_out_cameras(low, ring))
     return sets
 
 
-def score_clip(pipeline, head, low: dict, high: dict, widths: list[float]) -> dict[str, dict]:
+def score_clip(pipeline, head, low: dict, high: dict, widths: list[float], ring: int) -> dict[str, dict]:
     """'set@width' -> PSNR/SSIM of that set, smoothed by `width` low-resolution pixels, at the high resolution."""
     if not torch.allclose(low["c2w"], high["c2w"], atol=1e-4):
         raise ValueError(f"{low['key'][0]}: the two shard sets' cameras differ (built with other settings or seeds?)")
-    truth = composite(high["images"][:, RING:], 1.0)  # [1, E, F, 3, h, w]
-    size, pixel = truth.shape[-2:], pixel_size_at_origin(low["c2w"][0, :RING], low["K"][0, :RING], low["images"].shape[-1])
+    truth = composite(high["images"][:, ring:], 1.0)  # [1, E, F, 3, h, w]
+    size, pixel = truth.shape[-2:], pixel_size_at_origin(low["c2w"][0, :ring], low["K"][0, :ring], low["images"].shape[-1])
     result = {}
-    for name, (gaussians, c2w, K) in gaussian_sets(pipeline, head, low).items():
+    for name, (gaussians, c2w, K) in gaussian_sets(pipeline, head, low, ring).items():
         for width in widths:
             with torch.no_grad():
                 rgb = render_views(gaussians.smoothed(width * pixel), c2w, K, *size, background=1.0).rgb.clamp(0, 1)
@@ -69,17 +67,18 @@ def main(argv=None) -> None:
     p.add_argument("--low", required=True, help="validation shards at the models' resolution (a glob)")
     p.add_argument("--high", required=True, help="the same clips rendered at a higher resolution (a glob)")
     p.add_argument("--smoothing", type=float, nargs="+", default=[0.0, 0.75], help="widths in low-resolution pixels")
+    p.add_argument("--views", type=int, default=4, help="ring views given to the models; the shards' others are held out")
     p.add_argument("--model", type=Path, default=infer.DEFAULT_MODEL)
     args = p.parse_args(argv)
     pipeline, head = load_models(args.model, torch.device("cpu"))
-    low, rows = samples(args.low), []
-    for key, high in samples(args.high).items():
+    low, rows = samples(args.low, args.views), []
+    for key, high in samples(args.high, args.views).items():
         if key not in low:
             raise SystemExit(f"error: {key} of --high is not in --low")
         truth_high = composite(high["images"], 1.0)[0]  # [V, F, 3, h, w]
         factor = truth_high.shape[-1] // low[key]["images"].shape[-1]
         agreement = scores(F.avg_pool2d(truth_high.flatten(0, 1), factor), composite(low[key]["images"], 1.0)[0].flatten(0, 1))
-        rows.append(score_clip(pipeline, head, low[key], high, args.smoothing))
+        rows.append(score_clip(pipeline, head, low[key], high, args.smoothing, args.views))
         print(f"{key} (truth averaged down vs low: {agreement['psnr']:.1f} dB) "
               + " ".join(f"{k} {v['psnr']:.2f}/{v['ssim']:.3f}" for k, v in rows[-1].items()), flush=True)
     print(f"\n| set @ smoothing (pixels) | PSNR | SSIM | PSNR above the first width on |\n|---|---|---|---|")

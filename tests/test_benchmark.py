@@ -71,15 +71,15 @@ def test_eval_without_data_is_a_clear_error(tiny_model, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no output folder, no temporary one left
 
 
-def write_synthetic_set(out: Path, val_asset: str = "spheres", more_assets: tuple[str, ...] = ()) -> Path:
+def write_synthetic_set(out: Path, val_asset: str = "spheres", more_assets: tuple[str, ...] = (), size: int = 16) -> Path:
     """A data set without Blender: val/<asset>.tar for val_asset and each of more_assets, each holding one synthetic clip
-    (2 ring views at elevation 10 + 2 extra views, 3 frames, 16x16, the tiny model's grid), and a manifest whose
-    train split holds another asset."""
+    (2 ring views at elevation 10 + 2 extra views, 3 frames, size x size: 16 is the tiny model's grid), and a manifest
+    whose train split holds another asset."""
     elevations = torch.tensor([10.0, 10.0, 30.0, -5.0])
     azimuths = torch.cat([ring_azimuths(2, offset=30.0), torch.tensor([75.0, 200.0])])
     for seed, asset in enumerate((val_asset, *more_assets)):
         torch.manual_seed(seed)
-        clip = synthetic_clip(elevations, azimuths, num_frames=3, size=16, num_spheres=3, points_per_sphere=60)
+        clip = synthetic_clip(elevations, azimuths, num_frames=3, size=size, num_spheres=3, points_per_sphere=60)
         images = (clip["images"][0].permute(0, 1, 3, 4, 2) * 255).round().byte().numpy()  # [V, F, H, W, 4]
         meta = {"caption": clip["caption"][0], "c2w": clip["c2w"][0].tolist(), "K": clip["K"][0].tolist(),
                 "times": clip["times"][0].tolist(), "orbit_views": 2, "elevations": elevations.tolist(), "azimuths": azimuths.tolist()}
@@ -320,26 +320,20 @@ def test_sds_reaches_the_feed_forward_only_when_every_measure_does():
         summarise(rows), "video", "sds_offsets")
 
 
-@pytest.mark.blender
-def test_hires_views_scores_low_resolution_gaussians_against_the_same_clips_rendered_larger(tiny_model, demo_shards, tmp_path,
-                                                                                         capsys):
+def test_hires_views_scores_low_resolution_gaussians_against_the_same_clips_rendered_larger(tiny_model, tmp_path, capsys):
     from benchmarks import hires_views
-    from data import build
 
-    build.main([  # the demo set's validation asset again, as conftest builds it but at twice the size
-        "--gltf-dir", str(demo_shards / "src"), "--out", str(tmp_path / "high"), "--views", "4", "--extra-views", "2",
-        "--frames", "4", "--size", "64", "--samples", "4", "--max-clips", "1", "--val-fraction", "0", "--val-assets",
-        "QuaterniusWolf", "--elevation", "10", "--workers", "1",
-    ])
-    hires_views.main(["--model", str(tiny_model), "--low", str(demo_shards / "val" / "*.tar"),
-                      "--high", str(tmp_path / "high" / "val" / "*.tar"), "--smoothing", "0", "0.75"])
+    low, high = write_synthetic_set(tmp_path / "low"), write_synthetic_set(tmp_path / "high", size=32)  # the same clip
+    hires_views.main(["--model", str(tiny_model), "--views", "2", "--low", str(low / "val" / "*.tar"),
+                      "--high", str(high / "val" / "*.tar"), "--smoothing", "0", "0.75"])
     out = capsys.readouterr().out
     agreement = float(out.split("truth averaged down vs low: ")[1].split(" dB")[0])
-    assert agreement > 25  # the same cameras, lighting and poses: the larger renders averaged down match the small ones
+    assert agreement > 15  # the same scene and cameras (less alike than Blender's: the splat renderer's blur is in pixels)
     rows = [line for line in out.splitlines() if line.startswith("| ") and "@" in line][1:]  # after the header
     assert [r.split(" | ")[0] for r in rows] == [f"| {s}@{w}" for s in ("head", "head+refine", "video-to-4D") for w in ("0", "0.75")]
     for row in rows:
         assert 5 < float(row.split(" | ")[1]) < 60  # a PSNR of Gaussians against the larger truth
+    other = write_synthetic_set(tmp_path / "other", val_asset="cubes")
     with pytest.raises(SystemExit, match="is not in --low"):  # a clip the low-resolution set does not hold
-        hires_views.main(["--model", str(tiny_model), "--low", str(tmp_path / "high" / "val" / "*.tar"),
-                          "--high", str(demo_shards / "train" / "*.tar")])
+        hires_views.main(["--model", str(tiny_model), "--views", "2", "--low", str(low / "val" / "*.tar"),
+                          "--high", str(other / "val" / "*.tar")])
