@@ -226,14 +226,14 @@ def evaluate_clip(pipeline, head, sample: dict, ring: int, steps: int, seed: int
 
 def evaluate_generation(pipeline, head, sample: dict, ring: int, steps: int, seed: int, refine_steps: int | None = None
                         ) -> tuple[dict, torch.Tensor]:
-    """Video-to-4D and text-to-4D on one held-out clip: (their metrics, video-to-4D's renders [1, E, F, 3, H, W] at
+    """Video-, image- and text-to-4D on one held-out clip: (their metrics, video-to-4D's renders [1, E, F, 3, H, W] at
     the held-out views).
 
-    Video-to-4D: PSNR/SSIM and geometry at the held-out views. For the generated ring views (video-to-4D's views 1..
-    and text-to-4D's, the latter at the clip's own ring cameras): silhouette IoU, motion ratio, patch-seam ratio and
-    coverage (`generated_measures`). Text-to-4D: consistency (the Gaussians re-rendered at the generated views against
-    them), also masked to the object. Video-to-4D's Gaussians are refined as infer.py refines (`refine_steps`, None: its
-    default); text-to-4D's never are:
+    Video- and image-to-4D (ring view 0's frames, or its first frame, given): PSNR/SSIM and geometry at the held-out
+    views. For the generated ring views (views 1.. of those two, and text-to-4D's at the clip's own ring cameras):
+    silhouette IoU, motion ratio, patch-seam ratio and coverage (`generated_measures`). Text-to-4D: consistency (the
+    Gaussians re-rendered at the generated views against them), also masked to the object. Video- and image-to-4D's
+    Gaussians are refined as infer.py refines (`refine_steps`, None: its default); text-to-4D's never are:
     fitted to the views, they would agree with them whatever the views' disagreement that consistency measures.
     """
     held_out, patch = slice(ring, None), pipeline.transformer.config.patch_size
@@ -242,6 +242,9 @@ def evaluate_generation(pipeline, head, sample: dict, ring: int, steps: int, see
     video_cameras = held_out_cameras(sample, ring)  # camera-z depth is unchanged by the turn about +Y
     video_scores, video_views = held_out_scores(video4d, *video_cameras, sample, held_out)
     metrics = {"video_to_4d": video_scores | generated_measures(video.images[1:], truth_ring[1:], patch)}
+    image, image4d = feed_forward(pipeline, head, sample, "image", ring, seed, steps, refine_steps=refine_steps)
+    metrics["image_to_4d"] = (held_out_scores(image4d, *video_cameras, sample, held_out)[0]
+                              | generated_measures(image.images[1:], truth_ring[1:], patch))
 
     azimuth = sample["meta"][0].azimuths[0]  # at the truth's ring cameras, so silhouettes can be compared
     text, text4d = feed_forward(pipeline, head, sample, "text", ring, seed, steps, azimuth)
@@ -269,7 +272,7 @@ def margins(means: dict) -> dict:
 
 
 def run_eval(options: EvalOptions) -> dict:
-    """`eval`: score the model on held-out clips (recon head, video-to-4D, text-to-4D consistency).
+    """`eval`: score the model on held-out clips (recon head, video- and image-to-4D, text-to-4D consistency).
 
     Writes a PNG per clip and eval.json into options.out; returns the summary written there."""
     pipeline, head = load_models(options.model, torch.device("cpu"), options.sampling)

@@ -23,7 +23,8 @@ MEASURES = (
     ("recon", "psnr", 1), ("recon", "ssim", 1), ("recon", "depth_error", -1), ("recon", "ghosting", -1),
     ("video_to_4d", "psnr", 1), ("video_to_4d", "ssim", 1), ("video_to_4d", "silhouette_iou", 1),
     ("video_to_4d", "motion_ratio", 1), ("video_to_4d", "seam_ratio", -1), ("video_to_4d", "depth_error", -1),
-    ("video_to_4d", "ghosting", -1), ("text_to_4d", "consistency_psnr_masked", 1), ("text_to_4d", "silhouette_iou", 1),
+    ("video_to_4d", "ghosting", -1), ("image_to_4d", "psnr", 1), ("image_to_4d", "ssim", 1), ("image_to_4d", "ghosting", -1),
+    ("text_to_4d", "consistency_psnr_masked", 1), ("text_to_4d", "silhouette_iou", 1),
     ("text_to_4d", "motion_ratio", 1), ("text_to_4d", "seam_ratio", -1),
 )
 

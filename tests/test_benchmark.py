@@ -27,14 +27,14 @@ def test_eval_scores_every_task_on_held_out_clips(tiny_model, demo_shards, tmp_p
     summary = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert summary["clips"] == 1 and summary["per_clip"][0]["key"].startswith("QuaterniusWolf")
     mean = summary["mean"]
-    for task in ("recon", "video_to_4d", "empty_render"):
+    for task in ("recon", "video_to_4d", "image_to_4d", "empty_render"):
         assert 0 < mean[task]["psnr"] < 60 and -1 <= mean[task]["ssim"] <= 1
     assert 0 < mean["text_to_4d"]["consistency_psnr"] < 100 and 0 <= mean["text_to_4d"]["consistency_psnr_masked"] <= 100
-    for task in ("video_to_4d", "text_to_4d"):
+    for task in ("video_to_4d", "image_to_4d", "text_to_4d"):
         assert 0 <= mean[task]["silhouette_iou"] <= 1 and mean[task]["motion_ratio"] >= 0 and mean[task]["seam_ratio"] > 0
         assert 0 <= mean[task]["coverage"] <= 1
     assert mean["truth"]["motion"] > 0  # the wolf's clip moves
-    for task in ("recon", "video_to_4d"):  # geometry at the held-out views, against Blender's depth
+    for task in ("recon", "video_to_4d", "image_to_4d"):  # geometry at the held-out views, against Blender's depth
         assert 0 <= mean[task]["ghosting"] <= 1 and 0 < mean[task]["depth_error"] < 5
         assert summary["margin_over_empty"][task]["psnr"] == pytest.approx(mean[task]["psnr"] - mean["empty_render"]["psnr"])
     assert summary["per_asset"]["QuaterniusWolf"]["recon"]["psnr"] == pytest.approx(mean["recon"]["psnr"])  # one asset
