@@ -26,6 +26,7 @@ from data.images import composite
 from data.stream import Subset, make_dataset, resolve_shards
 from evaluation.heldout import held_out_cameras
 from evaluation.metrics import scores
+from evaluation.paired import variant_means
 from recon.render import render_views
 
 def samples(pattern: str, ring: int) -> dict[str, dict]:
@@ -82,10 +83,8 @@ def main(argv=None) -> None:
         print(f"{key} (truth averaged down vs low: {agreement['psnr']:.1f} dB) "
               + " ".join(f"{k} {v['psnr']:.2f}/{v['ssim']:.3f}" for k, v in rows[-1].items()), flush=True)
     print(f"\n| set @ smoothing (pixels) | PSNR | SSIM | PSNR above the first width on |\n|---|---|---|---|")
-    for name in rows[0]:
-        base = name.split("@")[0] + f"@{args.smoothing[0]:g}"
-        mean = {q: sum(r[name][q] for r in rows) / len(rows) for q in ("psnr", "ssim")}
-        better = sum(r[name]["psnr"] > r[base]["psnr"] for r in rows)
+    first_width = lambda name: name.split("@")[0] + f"@{args.smoothing[0]:g}"  # noqa: E731  the same set, first width
+    for name, (mean, better) in variant_means(rows, first_width).items():
         print(f"| {name} | {mean['psnr']:.2f} | {mean['ssim']:.3f} | {better} of {len(rows)} |")
 
 

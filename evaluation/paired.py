@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,14 @@ def compare(base: dict, new: dict, task: str, metric: str, sign: int) -> dict | 
     return {"base": float(np.mean([a[k] for k in keys])), "new": float(np.mean([b[k] for k in keys])),
             "gain": float(np.mean(list(diffs.values()))), "better": sum(d > 0 for d in diffs.values()), "clips": len(keys),
             "interval": (low, high)}
+
+
+def variant_means(rows: list[dict[str, dict]], base: str | Callable[[str], str], metrics: tuple[str, ...] = ("psnr", "ssim")) -> dict[str, tuple]:
+    """Variants of the same clips, scored per clip as rows [{variant: {metric: value}}]: per variant, its mean of each
+    metric and on how many clips its PSNR is above that of the variant `base` (a name, or a function of the name)."""
+    base_of = base if callable(base) else lambda name: base
+    return {name: ({m: float(np.mean([r[name][m] for r in rows])) for m in metrics},
+                   sum(r[name]["psnr"] > r[base_of(name)]["psnr"] for r in rows)) for name in rows[0]}
 
 
 def table(base: dict, others: dict[str, dict]) -> str:

@@ -60,3 +60,12 @@ def test_the_command_prints_a_row_per_measure_found_named_by_the_results_folder(
     paired.main([str(p) for p in files])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| video_to_4d")]
     assert len(rows) == 2 and "| v3-shifted |" in rows[0] and "-0.500" in rows[0] and "0 of 4" in rows[0]
+
+
+def test_variant_means_average_each_variant_and_count_the_clips_it_wins_against_its_base():
+    rows = [{"a": {"psnr": 20.0, "ssim": 0.8}, "b": {"psnr": 21.0, "ssim": 0.7}},
+            {"a": {"psnr": 22.0, "ssim": 0.9}, "b": {"psnr": 21.5, "ssim": 0.9}}]
+    means = paired.variant_means(rows, "a")
+    assert means["b"] == ({"psnr": 21.25, "ssim": pytest.approx(0.8)}, 1) and means["a"][1] == 0  # never above itself
+    by_name = paired.variant_means(rows, lambda name: "b")  # the base may depend on the variant
+    assert by_name["a"][1] == 1 and by_name["b"][1] == 0

@@ -2,6 +2,7 @@
 import sys, torch
 from pathlib import Path
 import benchmark as B
+from evaluation.paired import variant_means
 from evaluation.heldout import Selection, held_out_samples, held_out_cameras
 from model.sampling import Sampling
 
@@ -19,7 +20,5 @@ for sample in held_out_samples(Selection(data, 4, n, per)):
         row[k] = B.held_out_scores(g, *cams, sample, ho)[0]
     rows.append(row)
     print(sample["key"][0], " ".join(f"{k}:{x['psnr']:.2f}/{x['ssim']:.3f}" for k, x in row.items()), flush=True)
-for k in rows[0]:
-    m = {q: sum(r[k][q] for r in rows) / len(rows) for q in ("psnr", "ssim", "ghosting")}
-    better = sum(r[k]["psnr"] > r["s20"]["psnr"] for r in rows)
+for k, (m, better) in variant_means(rows, "s20", ("psnr", "ssim", "ghosting")).items():
     print(k, {q: round(x, 3) for q, x in m.items()}, f"better than s20 on {better} of {len(rows)}")

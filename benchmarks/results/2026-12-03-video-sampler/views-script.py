@@ -3,6 +3,7 @@ Same generation (shipped, seed 0); variants of what the head sees / trusts, each
 import sys, torch, infer
 from pathlib import Path
 import benchmark as B
+from evaluation.paired import variant_means
 from evaluation.heldout import Selection, held_out_samples, held_out_cameras
 from recon.refine import refine_to_views
 
@@ -28,7 +29,5 @@ for sample in held_out_samples(Selection(data, 4, n, per)):
     row["empty"] = B.scores(torch.ones_like(sample["images"][:, ho, :, :3]), B.composite(sample["images"][:, ho], 1.0))
     rows.append(row)
     print(sample["key"][0], " ".join(f"{k}:{x['psnr']:.2f}/{x['ssim']:.3f}" for k, x in row.items()), flush=True)
-for k in rows[0]:
-    m = {q: sum(r[k][q] for r in rows) / len(rows) for q in ("psnr", "ssim")}
-    better = sum(r[k]["psnr"] > r["shipped"]["psnr"] for r in rows)
+for k, (m, better) in variant_means(rows, "shipped").items():
     print(k, {q: round(x, 3) for q, x in m.items()}, f"better than shipped on {better} of {len(rows)}")
