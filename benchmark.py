@@ -6,13 +6,14 @@ any method's output, and report.
 For each held-out clip (its orbit ring plus extra views rendered by Blender):
   recon       the Gaussian head alone, given the ground-truth ring views: PSNR/SSIM at the extra (held-out) views;
   video-to-4D ring view 0's frames -> the diffusion model -> the head: PSNR/SSIM at the extra views;
+  image-to-4D ring view 0's first frame -> the same, scored the same way;
   text-to-4D  the clip's caption -> the diffusion model -> the head: multi-view consistency, i.e. PSNR of the
               Gaussians re-rendered at the generated views against the generated images (no ground truth), also
               masked to the object, with the object's coverage of the views, so an empty generation cannot score well.
 `--head-only` scores recon alone (no diffusion sampling: seconds a clip instead of a minute), for work on the head.
-`--refine-steps N` refines recon's and video-to-4D's Gaussians against their input views, as infer.py does (unset:
-infer.py's defaults, 50 steps for both; 0: the feed-forward head alone).
-Recon and video-to-4D are also scored for geometry at the extra views: ghosting, the share of rendered opacity
+`--refine-steps N` refines recon's, video- and image-to-4D's Gaussians against their input views, as infer.py does
+(unset: infer.py's defaults, 50 steps for each; 0: the feed-forward head alone).
+Recon, video- and image-to-4D are also scored for geometry at the extra views: ghosting, the share of rendered opacity
 outside the true silhouette (ghost copies, floaters), and, where the shards carry Blender's depth, the mean
 absolute depth error inside the true silhouette (normalised object units, the object's radius is 0.5). An empty
 (white) render of the same views is scored too, and each PSNR and SSIM is given with its margin over it.
@@ -92,7 +93,7 @@ class EvalOptions:
     seed: int = 0
     sampling: Sampling = Sampling()
     head_only: bool = False  # score only the head from the true views (no diffusion sampling)
-    refine_steps: int | None = None  # refinement against the input views, recon's and video-to-4D's (None: infer.py's)
+    refine_steps: int | None = None  # refinement against the input views, recon's, video- and image-to-4D's (None: infer.py's)
 
 
 @dataclass(frozen=True)
@@ -533,8 +534,8 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--head-only", action="store_true",
                     help="score only the head from the true ring views: no diffusion sampling, seconds per clip")
     ev.add_argument("--refine-steps", type=non_negative_int,
-                    help="refine recon's and video-to-4D's Gaussians against their input views, as infer.py does "
-                         "(default: infer.py's, 50 for both; 0: the feed-forward head alone)")
+                    help="refine recon's, video- and image-to-4D's Gaussians against their input views, as infer.py "
+                         "does (default: infer.py's, 50 for each; 0: the feed-forward head alone)")
     for command in (cmp, sc):
         command.add_argument("--train-manifest", type=Path, required=True,
                              help="the data set's manifest.json; no val asset may be in its train split")

@@ -307,8 +307,8 @@ def generate_with(pipeline, head, model: Path, prompt: str, out: Path, settings:
     from recon.export import write_frames, write_orbit_video
 
     check_request(prompt, image, video, multiview)
-    given = any(x is not None for x in (image, video, multiview))
-    settings = replace(settings, refine_steps=refine_steps_for(settings.refine_steps, given))  # as recorded
+    something_given = any(x is not None for x in (image, video, multiview))
+    settings = replace(settings, refine_steps=refine_steps_for(settings.refine_steps, something_given))  # as recorded
     stages = stages or Stages(total=0)
     stages.total = stages.done + 6 + settings.mesh
     d = settings.sampling.over(pipeline.defaults)
