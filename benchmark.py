@@ -24,7 +24,8 @@ recon, video-to-4D).
     python benchmark.py compare --model DIR --data shards/v1/val --train-manifest shards/v1/manifest.json \
         --max-clips 4 --sds-iters 100 300 1000 2000 --seeds 0 --out runs/compare
 
-The feed-forward pipeline (diffusion model + Gaussian head) against SDS on the same prior (baselines/: the
+The feed-forward pipeline (diffusion model + Gaussian head, refined against the given view as infer.py refines:
+`--refine-steps`, as for eval) against SDS on the same prior (baselines/: the
 home-made "offsets" recipe and DreamGaussian4D's two stages, `--sds-recipe`) on the same held-out clips, for
 video-to-4D (image- and text-to-4D with --tasks). One SDS run per clip, task, recipe and seed, of the largest
 budget, scored at each budget of --sds-iters on the way (its noise schedule spans the whole run). All scored at
@@ -115,6 +116,7 @@ class CompareOptions:
     quiet: bool = False  # no SDS progress bar
     save_gaussians: bool = False
     sampling: Sampling = Sampling()
+    refine_steps: int | None = None  # the feed-forward row's refinement against the given view (None: infer.py's)
     argv: list[str] = field(default_factory=list)  # the command, for the results file
 
 
@@ -372,11 +374,12 @@ def score_gaussians(gaussians, truth: Truth, learned) -> tuple[dict, torch.Tenso
 
 
 def compare_feed_forward(pipeline, head, sample: dict, truth: Truth, seed: int, options: CompareOptions, learned):
-    """The feed-forward row of one clip, task and seed (the pipeline without test-time refinement), and its Gaussians
-    [1, F, N] and renders [E, F, 3, H, W]."""
+    """The feed-forward row of one clip, task and seed (the pipeline as infer.py runs it: refined against the given
+    view for `options.refine_steps`, None: infer.py's default), and its Gaussians [1, F, N] and renders [E, F, 3, H, W].
+    Its seconds include the refinement; text-to-4D, with nothing given, is never refined."""
     device = next(head.parameters()).device
     (generated, gaussians), cost = measure(device, feed_forward, pipeline, head, sample, truth.task, options.clips.views,
-                                           seed, options.steps)
+                                           seed, options.steps, refine_steps=options.refine_steps)
     measured, views = score_gaussians(gaussians, truth, learned)
     rerendered = render_at(gaussians, generated.c2w[None].to(device), generated.K[None].to(device), truth.size).cpu()
     consistency = scores(rerendered, generated.images[None])["psnr"]  # [1, V, F, 3, H, W] against the generated views
@@ -530,12 +533,13 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--guidance", type=finite_float, help="guidance scale on the prompt (default: the model's)")
         command.add_argument("--video-guidance", type=finite_float, help="guidance scale with a video (default: the model's)")
         command.add_argument("--motion-guidance", type=finite_float, help="motion guidance scale (1: off; default: the model's)")
+        command.add_argument("--refine-steps", type=non_negative_int,
+                             help="refine the head's Gaussians against the given (or, for eval's recon, the true) views, "
+                                  "as infer.py does (default: infer.py's, 50 with a given image or video; 0: the "
+                                  "feed-forward head alone)")
     ev.add_argument("--seed", type=non_negative_int, default=0)
     ev.add_argument("--head-only", action="store_true",
                     help="score only the head from the true ring views: no diffusion sampling, seconds per clip")
-    ev.add_argument("--refine-steps", type=non_negative_int,
-                    help="refine recon's, video- and image-to-4D's Gaussians against their input views, as infer.py "
-                         "does (default: infer.py's, 50 for each; 0: the feed-forward head alone)")
     for command in (cmp, sc):
         command.add_argument("--train-manifest", type=Path, required=True,
                              help="the data set's manifest.json; no val asset may be in its train split")
@@ -578,7 +582,7 @@ def options_of(args: argparse.Namespace, argv: list[str], out: Path):
                           budgets=tuple(sorted(set(args.sds_iters))), seeds=tuple(dict.fromkeys(args.seeds)),
                           recipes=tuple(dict.fromkeys(args.sds_recipe)), sds_gaussians=args.sds_gaussians, device=args.device,
                           clip_model=args.clip_model, quiet=args.quiet, save_gaussians=args.save_gaussians,
-                          sampling=sampling, argv=argv)
+                          sampling=sampling, refine_steps=args.refine_steps, argv=argv)
 
 
 def check_arguments(args: argparse.Namespace) -> None:

@@ -247,6 +247,18 @@ def test_compare_scores_every_task(tiny_model, tmp_path, capsys):
     assert "| text | feed_forward |" in printed and "CLIP score skipped" in printed and "FVD skipped" in printed
 
 
+def test_compare_refines_the_feed_forward_row_as_infer_does_unless_told_not_to(tiny_model, tmp_path):
+    data = write_synthetic_set(tmp_path / "data")
+    results = {}
+    for name, extra in (("default", []), ("head", ["--refine-steps", "0"])):
+        benchmark.main(compare_args(tiny_model, data, tmp_path / name, "--sds-iters", "1", *extra,
+                                    "--clip-model", str(tmp_path / "no-clip")))
+        results[name] = json.loads((tmp_path / name / "results.json").read_text())
+    assert (results["default"]["options"]["refine_steps"], results["head"]["options"]["refine_steps"]) == (None, 0)
+    psnr = {name: [r["psnr"] for r in res["rows"] if r["method"] == "feed_forward"] for name, res in results.items()}
+    assert psnr["default"] != psnr["head"]  # the default row was refined against the given video
+
+
 def test_compare_refuses_a_validation_set_sharing_an_asset_with_training(tiny_model, tmp_path):
     data = write_synthetic_set(tmp_path / "data", val_asset="trained-thing")
     with pytest.raises(SystemExit, match="shares 1 asset.*trained-thing"):
