@@ -7,11 +7,13 @@
 #   other    image- and text-to-4D on the stag at 100 and 300 iterations, beside DreamGaussian4D's recipe on
 #            video-to-4D (the stag and the ball) at 100 and 300;
 #   floor    the four video clips at 1 SDS iteration (SDS's starting point), which also records the empty render of
-#            the stag's and the ball's held-out views (video-a's rows were rescored from saved .ply files, which has none).
+#            the stag's and the ball's held-out views (video-a's rows were rescored from saved .ply files, which has none);
+#   real-v2  video-to-4D on four real held-out animals of shards/v2 (the stag, Piranha, Stegosaurus, Frog) with the
+#            model as shipped then (refined against the video, as infer.py does) and SDS at 100 and 300 iterations.
 # One compare run per clip, each into its own folder (a stopped part keeps the clips it finished), two single-thread
 # runs at a time (one per core). On a shared machine run each part under its lock, then make the tables and plot:
 #
-#   flock /work/cpu.lock bash benchmarks/sds_sweep.sh runs/sweep video-a     # (or video-b, other, floor; all: every part)
+#   flock /work/cpu.lock bash benchmarks/sds_sweep.sh runs/sweep video-a     # (or video-b, other, floor, real-v2; all: every shards/v1 part)
 #   python benchmark.py report runs/sweep/*/results.json --plot quality_vs_seconds.png
 #
 # The committed files are each run's results.json/.csv copied to benchmarks/results/<date>-sweep/<run>.json/.csv
@@ -19,14 +21,16 @@
 set -euo pipefail
 OUT=${1:-runs/sweep}
 PART=${2:-all}
-case $PART in video-a|video-b|floor|other|all) ;; *) echo "unknown part $PART: video-a, video-b, floor, other or all" >&2; exit 2;; esac
-export OMP_NUM_THREADS=1 OUT
+case $PART in video-a|video-b|floor|other|real-v2|all) ;; *) echo "unknown part $PART: video-a, video-b, floor, other, real-v2 or all" >&2; exit 2;; esac
+DATA=shards/v1
+[[ $PART == real-v2 ]] && DATA=shards/v2
+export OMP_NUM_THREADS=1 OUT DATA
 
-compare() {  # compare NAME SHARD OPTIONS...: one held-out clip of shards/v1/val/SHARD.tar into OUT/NAME
+compare() {  # compare NAME SHARD OPTIONS...: one held-out clip of $DATA/val/SHARD.tar into OUT/NAME
     local name=$1 shard=$2
     shift 2
-    python benchmark.py compare --model pretrained/zoetrope4d-cpu-small --train-manifest shards/v1/manifest.json \
-        --data "shards/v1/val/$shard.tar" --max-clips 1 --sds-gaussians 1000 --quiet --save-gaussians --out "$OUT/$name" "$@"
+    python benchmark.py compare --model pretrained/zoetrope4d-cpu-small --train-manifest "$DATA/manifest.json" \
+        --data "$DATA/val/$shard.tar" --max-clips 1 --sds-gaussians 1000 --quiet --save-gaussians --out "$OUT/$name" "$@"
 }
 export -f compare
 
@@ -52,4 +56,9 @@ fi
 if [[ $PART == other || $PART == all ]]; then
     both "compare image-stag QuaterniusStag --tasks image --sds-iters 100 300 && compare text-stag QuaterniusStag --tasks text --sds-iters 100 300" \
          "compare dg4d-stag QuaterniusStag $DG4D && compare dg4d-ball proc-ball-00032 $DG4D"
+fi
+if [[ $PART == real-v2 ]]; then
+    REAL="--tasks video --sds-iters 100 300"
+    both "compare real-stag QuaterniusStag $REAL && compare real-stegosaurus dinosaurs-Stegosaurus $REAL" \
+         "compare real-piranha cute_fish-Piranha $REAL && compare real-frog easy_enemies-Frog $REAL"
 fi
