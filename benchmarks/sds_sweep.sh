@@ -8,8 +8,9 @@
 #            video-to-4D (the stag and the ball) at 100 and 300;
 #   floor    the four video clips at 1 SDS iteration (SDS's starting point), which also records the empty render of
 #            the stag's and the ball's held-out views (video-a's rows were rescored from saved .ply files, which has none);
-#   real-v2  video-to-4D on four real held-out animals of shards/v2 (the stag, Piranha, Stegosaurus, Frog) with the
-#            model as shipped then (refined against the video, as infer.py does) and SDS at 100 and 300 iterations.
+#   real-v2  video-to-4D on the nine real held-out assets of shards/v2 (one clip each: animals, a mech, a tank, a
+#            skull, an astronaut, a skinned tube) with the model as shipped then (refined against the video, as infer.py
+#            does) and SDS at 100 and 300 iterations.
 # One compare run per clip, each into its own folder (a stopped part keeps the clips it finished), two single-thread
 # runs at a time (one per core). On a shared machine run each part under its lock, then make the tables and plot:
 #
@@ -59,6 +60,6 @@ if [[ $PART == other || $PART == all ]]; then
 fi
 if [[ $PART == real-v2 ]]; then
     REAL="--tasks video --sds-iters 100 300"
-    both "compare real-stag QuaterniusStag $REAL && compare real-stegosaurus dinosaurs-Stegosaurus $REAL" \
-         "compare real-piranha cute_fish-Piranha $REAL && compare real-frog easy_enemies-Frog $REAL"
+    both "compare real-stag QuaterniusStag $REAL && compare real-stegosaurus dinosaurs-Stegosaurus $REAL && compare real-stan mech-Stan $REAL && compare real-skull platformer_game-Skull $REAL && compare real-simpleskin SimpleSkin $REAL" \
+         "compare real-piranha cute_fish-Piranha $REAL && compare real-frog easy_enemies-Frog $REAL && compare real-tank3 tank-Tank3 $REAL && compare real-astronaut ultimate_space-Astronaut_RaeTheRedPanda $REAL"
 fi
