@@ -10,7 +10,8 @@
 #            the stag's and the ball's held-out views (video-a's rows were rescored from saved .ply files, which has none);
 #   real-v2  video-to-4D on the nine real held-out assets of shards/v2 (one clip each: animals, a mech, a tank, a
 #            skull, an astronaut, a skinned tube) with the model as shipped then (refined against the video, as infer.py
-#            does) and SDS at 100 and 300 iterations.
+#            does) and SDS at 100 and 300 iterations; then image-to-4D on the same clips (the first frame of the
+#            video given) with SDS at 100 iterations.
 # One compare run per clip, each into its own folder (a stopped part keeps the clips it finished), two single-thread
 # runs at a time (one per core). On a shared machine run each part under its lock, then make the tables and plot:
 #
@@ -62,4 +63,7 @@ if [[ $PART == real-v2 ]]; then
     REAL="--tasks video --sds-iters 100 300"
     both "compare real-stag QuaterniusStag $REAL && compare real-stegosaurus dinosaurs-Stegosaurus $REAL && compare real-stan mech-Stan $REAL && compare real-skull platformer_game-Skull $REAL && compare real-simpleskin SimpleSkin $REAL" \
          "compare real-piranha cute_fish-Piranha $REAL && compare real-frog easy_enemies-Frog $REAL && compare real-tank3 tank-Tank3 $REAL && compare real-astronaut ultimate_space-Astronaut_RaeTheRedPanda $REAL"
+    IMAGE="--tasks image --sds-iters 100"
+    both "compare image-stag QuaterniusStag $IMAGE && compare image-stegosaurus dinosaurs-Stegosaurus $IMAGE && compare image-stan mech-Stan $IMAGE && compare image-skull platformer_game-Skull $IMAGE && compare image-simpleskin SimpleSkin $IMAGE" \
+         "compare image-piranha cute_fish-Piranha $IMAGE && compare image-frog easy_enemies-Frog $IMAGE && compare image-tank3 tank-Tank3 $IMAGE && compare image-astronaut ultimate_space-Astronaut_RaeTheRedPanda $IMAGE"
 fi
