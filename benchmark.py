@@ -148,9 +148,10 @@ def load_models(model: Path, device: torch.device, sampling: Sampling = Sampling
 
 
 def feed_forward(pipeline, head, sample: dict, task: str, ring: int, seed: int, steps: int, azimuth: float = 0.0,
-                 refine_steps: int | None = 0):
+                 refine_steps: int | None = None):
     """infer.feed_forward on one held-out clip: its caption, and for video-/image-to-4D ring view 0's frames (or first
-    frame), at the clip's elevation and size, refined for `refine_steps` as infer.py refines (None: its default).
+    frame), at the clip's elevation and size, refined for `refine_steps` as infer.py refines (None: its default, which
+    refines nothing for text-to-4D).
     Returns (Generation, Gaussians [1, F, N] on the head's device)."""
     import infer
 

@@ -14,6 +14,7 @@ high resolution, smoothed by each width (in pixels of the low-resolution views),
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -22,17 +23,17 @@ import torch.nn.functional as F
 import infer
 from benchmark import feed_forward, load_models
 from data.cameras import pixel_size_at_origin
+from data.cli import non_negative_float, positive_int
 from data.images import composite
-from data.stream import Subset, make_dataset, resolve_shards
-from evaluation.heldout import held_out_cameras
+from evaluation.heldout import Selection, held_out_cameras, held_out_samples
 from evaluation.metrics import scores
 from evaluation.paired import variant_means
 from recon.render import render_views
 
 def samples(pattern: str, ring: int) -> dict[str, dict]:
-    """The samples of shards `pattern` (batches of one, every view in order, the first `ring` the ring) by key."""
-    data = make_dataset(resolve_shards(pattern), batch_size=1, shuffle=0, subset=Subset(views=ring, random=False))
-    return {sample["key"][0]: sample for sample in data}
+    """Every sample of shards `pattern` (batches of one, every view in order, the first `ring` the ring) by key."""
+    every_clip = Selection(pattern, ring, max_clips=sys.maxsize)
+    return {sample["key"][0]: sample for sample in held_out_samples(every_clip)}
 
 
 def gaussian_sets(pipeline, head, low: dict, ring: int) -> dict[str, tuple]:
@@ -43,7 +44,7 @@ def gaussian_sets(pipeline, head, low: dict, ring: int) -> dict[str, tuple]:
     sets = {}
     for name, steps in (("head", 0), ("head+refine", infer.refine_steps_for(None, given=True))):
         sets[name] = (infer.reconstruct(head, rgb, c2w, K, steps, progress=False).map(lambda t: t[None]), *held_out)
-    sets["video-to-4D"] = (feed_forward(pipeline, head, low, "video", ring, 0, 20, refine_steps=None)[1],
+    sets["video-to-4D"] = (feed_forward(pipeline, head, low, "video", ring, 0, 20)[1],
                            *held_out_cameras(low, ring))
     return sets
 
@@ -67,8 +68,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.hires_views", description=__doc__.split("\n\n")[0])
     p.add_argument("--low", required=True, help="validation shards at the models' resolution (a glob)")
     p.add_argument("--high", required=True, help="the same clips rendered at a higher resolution (a glob)")
-    p.add_argument("--smoothing", type=float, nargs="+", default=[0.0, 0.75], help="widths in low-resolution pixels")
-    p.add_argument("--views", type=int, default=4, help="ring views given to the models; the shards' others are held out")
+    p.add_argument("--smoothing", type=non_negative_float, nargs="+", default=[0.0, 0.75], help="widths in low-resolution pixels")
+    p.add_argument("--views", type=positive_int, default=4, help="ring views given to the models; the shards' others are held out")
     p.add_argument("--model", type=Path, default=infer.DEFAULT_MODEL)
     args = p.parse_args(argv)
     pipeline, head = load_models(args.model, torch.device("cpu"))
