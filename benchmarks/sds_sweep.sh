@@ -59,11 +59,17 @@ if [[ $PART == other || $PART == all ]]; then
     both "compare image-stag QuaterniusStag --tasks image --sds-iters 100 300 && compare text-stag QuaterniusStag --tasks text --sds-iters 100 300" \
          "compare dg4d-stag QuaterniusStag $DG4D && compare dg4d-ball proc-ball-00032 $DG4D"
 fi
-if [[ $PART == real-v2 ]]; then
-    REAL="--tasks video --sds-iters 100 300"
-    both "compare real-stag QuaterniusStag $REAL && compare real-stegosaurus dinosaurs-Stegosaurus $REAL && compare real-stan mech-Stan $REAL && compare real-skull platformer_game-Skull $REAL && compare real-simpleskin SimpleSkin $REAL" \
-         "compare real-piranha cute_fish-Piranha $REAL && compare real-frog easy_enemies-Frog $REAL && compare real-tank3 tank-Tank3 $REAL && compare real-astronaut ultimate_space-Astronaut_RaeTheRedPanda $REAL"
-    IMAGE="--tasks image --sds-iters 100"
-    both "compare image-stag QuaterniusStag $IMAGE && compare image-stegosaurus dinosaurs-Stegosaurus $IMAGE && compare image-stan mech-Stan $IMAGE && compare image-skull platformer_game-Skull $IMAGE && compare image-simpleskin SimpleSkin $IMAGE" \
-         "compare image-piranha cute_fish-Piranha $IMAGE && compare image-frog easy_enemies-Frog $IMAGE && compare image-tank3 tank-Tank3 $IMAGE && compare image-astronaut ultimate_space-Astronaut_RaeTheRedPanda $IMAGE"
+queue() {  # queue PREFIX "OPTIONS" NAME:SHARD...: one compare run per clip into OUT/PREFIX-NAME, one after another
+    local prefix=$1 options=$2 line=""
+    shift 2
+    for clip in "$@"; do line+="compare $prefix-${clip%%:*} ${clip#*:} $options && "; done
+    echo "${line% && }"
+}
+
+if [[ $PART == real-v2 ]]; then  # the nine real held-out assets, one queue per core
+    A=(stag:QuaterniusStag stegosaurus:dinosaurs-Stegosaurus stan:mech-Stan skull:platformer_game-Skull simpleskin:SimpleSkin)
+    B=(piranha:cute_fish-Piranha frog:easy_enemies-Frog tank3:tank-Tank3 astronaut:ultimate_space-Astronaut_RaeTheRedPanda)
+    for run in "real|--tasks video --sds-iters 100 300" "image|--tasks image --sds-iters 100"; do
+        both "$(queue "${run%%|*}" "${run#*|}" "${A[@]}")" "$(queue "${run%%|*}" "${run#*|}" "${B[@]}")"
+    done
 fi
